@@ -1,0 +1,87 @@
+"""Top-level functions: open a Fetcher, delegate, close it."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from yarl import URL
+
+from ._config import DEFAULT_MAX_BYTES, Retry, Timeout
+from ._fetcher import Fetcher, URLs
+from ._models import Result, Stats
+
+__all__ = ["fetch_all"]
+
+
+async def fetch_all(
+    urls: URLs,
+    *,
+    concurrency: int = 100,
+    per_host: int | None = None,
+    rate: float | None = None,
+    timeout: float | Timeout | None = 30.0,
+    retries: int | Retry = 2,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    max_redirects: int = 10,
+    headers: dict[str, str] | None = None,
+    verify: bool | ssl.SSLContext = True,
+    proxy: str | URL | None = None,
+    session: Any = None,
+    max_host_failures: int | None = 20,
+    progress: bool | Callable[[Stats], object] = False,
+) -> list[Result]:
+    """Fetch every URL and return the results in input order.
+
+    Opens a :class:`Fetcher` with the given options, fetches, and closes it,
+    leaving nothing behind. A failed URL never raises: it is a result with an
+    ``error`` (and a 404 is a result with ``status == 404``).
+
+    Args:
+        urls: an iterable or async iterable of ``str``, ``yarl.URL`` or
+            :class:`Request`, read lazily.
+        concurrency: requests in flight at once, all hosts together.
+        per_host: requests in flight at once to one host.
+        rate: request starts per second to one host.
+        timeout: seconds per attempt, or a :class:`Timeout`.
+        retries: retries after the first attempt, or a :class:`Retry`.
+        max_bytes: the largest body kept, after decompression.
+        max_redirects: redirects followed.
+        headers: default headers for every request.
+        verify: TLS verification: ``True``, ``False`` or an ``ssl.SSLContext``.
+        proxy: an http(s) proxy URL.
+        session: your own ``aiohttp.ClientSession`` (used, never closed).
+        max_host_failures: failures in a row that open a host's breaker.
+        progress: a callable receiving :class:`Stats` snapshots.
+
+    Returns:
+        One :class:`Result` per input item, in input order.
+
+    Raises:
+        ValueError: an option has a bad value; the message names it.
+        TypeError: ``urls`` is not iterable, or an item is not a str, URL or
+            Request.
+
+    Example:
+        ```python
+        results = await asyncfetch.fetch_all(urls, concurrency=100)
+        ok = [r for r in results if r.ok]
+        ```
+    """
+    async with Fetcher(
+        concurrency=concurrency,
+        per_host=per_host,
+        rate=rate,
+        timeout=timeout,
+        retries=retries,
+        max_bytes=max_bytes,
+        max_redirects=max_redirects,
+        headers=headers,
+        verify=verify,
+        proxy=proxy,
+        session=session,
+        max_host_failures=max_host_failures,
+        progress=progress,
+    ) as fetcher:
+        return await fetcher.fetch_all(urls)

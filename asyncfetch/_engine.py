@@ -1,0 +1,249 @@
+"""The engine of a Fetcher: admission, workers, counters.
+
+Jobs wait in the :class:`~asyncfetch._scheduler.Scheduler` until a slot and
+their host allow them to start. A worker task runs one job at a time and,
+when it ends, takes the next admissible job itself, so in a steady state no
+task is created per request; workers are created only when a slot is free
+and nobody is there to take it, and never more than ``concurrency``.
+
+Each job belongs to a *run* (one ``stream``, one ``fetch_all``, or the
+Fetcher's submissions, see ``_runs.py``), which decides where its result
+goes and how much input to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from ._config import Options, Timeout
+from ._input import HostKey
+from ._models import Request, Result, Stats
+from ._scheduler import Scheduler
+from ._transport import Transport
+
+if TYPE_CHECKING:
+    from yarl import URL
+
+    from ._runs import Run
+
+__all__ = ["Engine", "Job"]
+
+logger = logging.getLogger("asyncfetch")
+
+PROGRESS_INTERVAL = 0.1
+
+
+class Job:
+    """One request on its way: where it goes, whose it is, who runs it."""
+
+    __slots__ = (
+        "cancelled",
+        "index",
+        "key",
+        "request",
+        "run",
+        "task",
+        "timeout",
+        "url",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        url: URL,
+        key: HostKey,
+        run: Run,
+        index: int,
+        timeout: Timeout,
+    ) -> None:
+        self.request = request
+        self.url = url
+        self.key = key
+        self.run = run
+        self.index = index
+        self.timeout = timeout
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+
+
+class Engine:
+    """Scheduler, worker tasks, transport and counters of one open Fetcher."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.sched: Scheduler[Job] = Scheduler(options.concurrency, options.per_host)
+        self.transport = Transport(options)
+        self.workers: dict[asyncio.Task[None], Job | None] = {}
+        self.runs: set[Run] = set()
+        self.started = time.monotonic()
+        self.stopping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        # counters behind Stats
+        self.completed = 0
+        self.ok = 0
+        self.failed = 0
+        self.retries = 0
+        self.by_status: dict[int, int] = {}
+        progress = options.progress
+        self._progress = progress if callable(progress) else None
+        self._progress_at = 0.0
+
+    # -- admission -------------------------------------------------------
+
+    def push(self, job: Job) -> None:
+        """Queue a job; call :meth:`dispatch` afterwards to start what can start."""
+        self.sched.push(job.key, job, self.loop.time())
+
+    def next_job(self) -> Job | None:
+        """Take the next admissible job, skipping ones cancelled while waiting."""
+        sched = self.sched
+        now = self.loop.time()
+        while True:
+            job = sched.pop(now)
+            if job is None or not job.cancelled:
+                break
+            sched.release(job.key, now)
+        if job is not None:
+            job.run.active.add(job)
+        return job
+
+    def dispatch(self) -> None:
+        """Start a worker for each free slot that a waiting job can take."""
+        if self.stopping:
+            return
+        sched = self.sched
+        loop = self.loop
+        while sched.active < sched.concurrency:
+            job = self.next_job()
+            if job is None:
+                break
+            task = loop.create_task(self._work(job))
+            job.task = task
+            self.workers[task] = job
+            task.add_done_callback(self._worker_done)
+        wake = sched.next_wakeup()
+        if wake is not None and (self._timer is None or wake < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = wake
+            self._timer = loop.call_at(wake, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.dispatch()
+
+    def _release(self, job: Job) -> None:
+        self.sched.release(job.key, self.loop.time())
+        job.run.active.discard(job)
+
+    # -- workers ---------------------------------------------------------
+
+    async def _work(self, job: Job) -> None:
+        me = cast("asyncio.Task[None]", asyncio.current_task())
+        workers = self.workers
+        transport = self.transport
+        debug = logger.isEnabledFor(logging.DEBUG)
+        while True:
+            run = job.run
+            try:
+                result = await transport.attempt(job.request, job.url, job.timeout)
+            except Exception as exc:  # a bug: the run raises it to its caller
+                workers[me] = None
+                self._release(job)
+                run.fail(job.index, exc)
+            else:
+                workers[me] = None
+                self._release(job)
+                if debug:
+                    logger.debug(
+                        "%s %s -> %s in %.3fs",
+                        job.request.method,
+                        job.url,
+                        result.status if result.error is None else result.error,
+                        result.elapsed,
+                    )
+                self.complete(run, job.index, result)
+            next_job = self.next_job()
+            if next_job is None:
+                workers.pop(me, None)
+                self.dispatch()
+                return
+            job = next_job
+            job.task = me
+            workers[me] = job
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        job = self.workers.pop(task, None)
+        if job is None:
+            return  # ended normally, its last job released
+        # Cancelled (perhaps before it ever ran) or killed by a bug: free the slot.
+        self._release(job)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:  # pragma: no cover - _work catches Exception
+                job.run.fail(job.index, exc)
+        self.dispatch()
+
+    # -- results ---------------------------------------------------------
+
+    def complete(self, run: Run, index: int, result: Result) -> None:
+        """Count a finished result and hand it to its run."""
+        self.completed += 1
+        if result.error is not None:
+            self.failed += 1
+        elif result.status is not None and result.status < 400:
+            self.ok += 1
+        status = result.status
+        if status is not None:
+            by_status = self.by_status
+            by_status[status] = by_status.get(status, 0) + 1
+        if self._progress is not None:
+            now = self.loop.time()
+            if now >= self._progress_at:
+                self._progress_at = now + PROGRESS_INTERVAL
+                self._progress(self.stats())
+        run.deliver(index, result)
+
+    def report_progress(self) -> None:
+        """Call the progress callable now (at the end of a run)."""
+        if self._progress is not None:
+            self._progress(self.stats())
+
+    def stats(self) -> Stats:
+        """A snapshot of the counters."""
+        return Stats(
+            completed=self.completed,
+            ok=self.ok,
+            failed=self.failed,
+            retries=self.retries,
+            bytes=self.transport.bytes_received,
+            in_flight=self.sched.active,
+            by_status=dict(self.by_status),
+            elapsed=time.monotonic() - self.started,
+        )
+
+    # -- shutdown --------------------------------------------------------
+
+    async def wait_tasks(self, tasks: Any) -> None:
+        """Wait until the given tasks have ended (they were cancelled)."""
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
+
+    async def stop(self) -> None:
+        """Cancel every worker and wait for them; no new work starts."""
+        self.stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for run in list(self.runs):
+            run.cancel()
+        tasks = list(self.workers)
+        for task in tasks:
+            task.cancel()
+        await self.wait_tasks(tasks)

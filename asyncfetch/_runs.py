@@ -1,0 +1,360 @@
+"""Runs: one call's share of a Fetcher (a stream, a fetch_all, the submissions).
+
+A run reads its input lazily, at most ``read_ahead`` items ahead of what it
+has delivered, turns items into jobs (or straight into ``InvalidURL``
+results), and receives its jobs' results. Plain iterables are read inline,
+as soon as there is room; async iterables are read by one feeder task.
+
+An item that is not a str, URL or Request, and an exception from the input
+iterator itself, stop the reading: the results of the items read before it
+are delivered first, then the error is raised to the caller. A bug in
+asyncfetch (an unexpected exception in a worker) is raised at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import functools
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from ._engine import Engine, Job
+from ._errors import InvalidURL
+from ._input import as_request, check_url, host_key, is_async
+from ._models import Request, Result
+
+__all__ = ["ListRun", "Run", "StreamRun", "SubmitRun"]
+
+
+class Run(abc.ABC):
+    """The input, jobs and results of one call."""
+
+    def __init__(self, engine: Engine, urls: Any = None) -> None:
+        self.engine = engine
+        self.active: set[Job] = set()  # started jobs
+        self.read = 0  # items taken from the input
+        self.completed = 0  # results produced
+        self.delivered = 0  # results handed to the caller
+        self.bound = engine.options.read_ahead
+        self.exhausted = urls is None
+        self.error: BaseException | None = None  # raise once the rest is delivered
+        self.fatal: BaseException | None = None  # raise now
+        self.closed = False
+        self._it: Iterator[Any] | None = None
+        self._ait: AsyncIterator[Any] | None = None
+        self._feeder: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        if urls is not None:
+            if is_async(urls):
+                self._ait = aiter(urls)
+            else:
+                self._it = iter(urls)
+
+    # -- input -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin reading the input and fetching."""
+        self.engine.runs.add(self)
+        if self._ait is not None:
+            self._feeder = self.engine.loop.create_task(self._feed())
+        else:
+            self.fill()
+        self.engine.dispatch()
+        self._check_done()
+
+    def fill(self) -> None:
+        """Read a plain iterable until the read-ahead window is full."""
+        it = self._it
+        if it is None:
+            return
+        bound = self.bound
+        while not self.exhausted and self.read - self.delivered < bound:
+            try:
+                item = next(it)
+            except StopIteration:
+                self.exhausted = True
+                break
+            except Exception as exc:
+                self._stop_input(exc)
+                break
+            self.take(item)
+
+    async def _feed(self) -> None:
+        ait = self._ait
+        if ait is None:  # pragma: no cover - only started for async input
+            return
+        loop = self.engine.loop
+        while not self.exhausted and not self.closed:
+            if self.read - self.delivered >= self.bound:
+                self._room = loop.create_future()
+                await self._room
+                continue
+            try:
+                item = await anext(ait)
+            except StopAsyncIteration:
+                self.exhausted = True
+                break
+            except Exception as exc:
+                self._stop_input(exc)
+                break
+            self.take(item)
+            self.engine.dispatch()
+        self._check_done()
+
+    def _stop_input(self, exc: BaseException) -> None:
+        self.exhausted = True
+        self.error = exc
+
+    def take(self, item: object) -> None:
+        """Accept one input item; a wrong type stops the input (raised later)."""
+        try:
+            request = as_request(item)
+        except TypeError as exc:
+            self._stop_input(exc)
+            return
+        self.accept(request)
+
+    def accept(self, request: Request) -> Job | None:
+        """Queue a job for ``request``, or complete it at once as ``InvalidURL``."""
+        index = self.read
+        self.read = index + 1
+        self.placeholder()
+        url = check_url(request)
+        engine = self.engine
+        if isinstance(url, InvalidURL):
+            engine.complete(self, index, Result(request, request.url, error=url))
+            return None
+        timeout = (
+            request.timeout if request.timeout is not None else engine.options.timeout
+        )
+        job = Job(request, url, host_key(url), self, index, timeout)
+        engine.push(job)
+        return job
+
+    def placeholder(self) -> None:
+        """Make room for the result of the item just read (ListRun keeps order)."""
+
+    def progressed(self) -> None:
+        """The caller took results: read more if there is room."""
+        if self.closed:
+            return
+        if self._it is not None:
+            if not self.exhausted and self.read - self.delivered < self.bound:
+                self.fill()
+                self.engine.dispatch()
+        elif self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        self._check_done()
+
+    # -- results ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def deliver(self, index: int, result: Result) -> None:
+        """Receive the result of item ``index``."""
+
+    def fail(self, index: int, exc: BaseException) -> None:
+        """A worker hit a bug while running item ``index``."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.wake()
+
+    def wake(self) -> None:
+        """Let the caller look at the run again."""
+
+    @property
+    def finished(self) -> bool:
+        """Every item read has a result and no more will be read."""
+        return self.exhausted and self.completed == self.read
+
+    def _check_done(self) -> None:
+        if self.finished or self.fatal is not None:
+            self.wake()
+
+    # -- cancellation ----------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop reading, drop waiting jobs, cancel the ones in flight."""
+        if self.closed:
+            return
+        self.closed = True
+        engine = self.engine
+        engine.runs.discard(self)
+        engine.sched.remove(lambda job: job.run is self, engine.loop.time())
+        for job in self.active:
+            if job.task is not None:
+                job.task.cancel()
+        if self._feeder is not None:
+            self._feeder.cancel()
+        self.wake()
+
+    async def aclose(self) -> None:
+        """Cancel, then wait until every task of this run has ended."""
+        tasks = [job.task for job in self.active if job.task is not None]
+        if self._feeder is not None:
+            tasks.append(self._feeder)
+        self.cancel()
+        await self.engine.wait_tasks(tasks)
+
+
+class StreamRun(Run):
+    """Results for an async iterator, in completion or input order."""
+
+    def __init__(self, engine: Engine, urls: Any, ordered: bool) -> None:
+        super().__init__(engine, urls)
+        self.ordered = ordered
+        self.buffer: deque[Result] = deque()
+        self._pending: dict[int, Result] = {}
+        self._next = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def deliver(self, index: int, result: Result) -> None:
+        self.completed += 1
+        if self.ordered and index != self._next:
+            self._pending[index] = result
+            return
+        self.buffer.append(result)
+        if self.ordered:
+            self._next += 1
+            pending = self._pending
+            while pending and self._next in pending:
+                self.buffer.append(pending.pop(self._next))
+                self._next += 1
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Sleep until a result arrives or the run ends."""
+        self._waiter = self.engine.loop.create_future()
+        await self._waiter
+
+    async def results(self) -> AsyncIterator[Result]:
+        """Yield results as the caller asks for them."""
+        buffer = self.buffer
+        while True:
+            if buffer:
+                result = buffer.popleft()
+                self.delivered += 1
+                self.progressed()
+                yield result
+            elif self.fatal is not None:
+                raise self.fatal
+            elif self.closed:
+                raise RuntimeError("the Fetcher was closed while this stream was open")
+            elif self.finished:
+                self.engine.report_progress()
+                if self.error is not None:
+                    raise self.error
+                return
+            else:
+                await self.wait()
+
+
+class ListRun(Run):
+    """Every result, in input order, as one list (``fetch_all``)."""
+
+    def __init__(self, engine: Engine, urls: Any) -> None:
+        super().__init__(engine, urls)
+        self.results: list[Result | None] = []
+        self.done: asyncio.Future[None] = engine.loop.create_future()
+
+    def placeholder(self) -> None:
+        self.results.append(None)
+
+    def deliver(self, index: int, result: Result) -> None:
+        self.results[index] = result
+        self.completed += 1
+        self.delivered += 1
+        self.progressed()
+
+    def wake(self) -> None:
+        if not self.done.done() and (self.finished or self.fatal or self.closed):
+            self.done.set_result(None)
+
+    async def collect(self) -> list[Result]:
+        """Wait for every result."""
+        await self.done
+        if self.fatal is not None:
+            raise self.fatal
+        if self.closed and not self.finished:
+            raise RuntimeError("the Fetcher was closed while fetch_all was running")
+        self.engine.report_progress()
+        if self.error is not None:
+            raise self.error
+        return self.results  # type: ignore[return-value] # every slot is filled
+
+
+class SubmitRun(Run):
+    """The Fetcher's submissions: each result goes to its own future."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.exhausted = False  # open for submissions until the Fetcher closes
+        self.futures: dict[int, asyncio.Future[Result]] = {}
+        self.jobs: dict[int, Job] = {}
+        self._drained: asyncio.Future[None] | None = None
+        engine.runs.add(self)
+
+    def submit(self, item: object) -> asyncio.Future[Result]:
+        """Queue one item; its future is already scheduled.
+
+        Raises:
+            TypeError: the item is not a str, a yarl.URL or a Request.
+        """
+        request = as_request(item)
+        index = self.read
+        future: asyncio.Future[Result] = self.engine.loop.create_future()
+        self.futures[index] = future
+        job = self.accept(request)
+        if job is not None:
+            self.jobs[index] = job
+            future.add_done_callback(functools.partial(self._forget, index))
+            self.engine.dispatch()
+        return future
+
+    def _forget(self, index: int, future: asyncio.Future[Result]) -> None:
+        if not future.cancelled() or self.futures.pop(index, None) is None:
+            return
+        job = self.jobs.pop(index, None)
+        if job is None:
+            return
+        job.cancelled = True  # a waiting job is skipped when its turn comes
+        if job in self.active and job.task is not None:
+            job.task.cancel()
+        self._check_drained()
+
+    def deliver(self, index: int, result: Result) -> None:
+        self.completed += 1
+        self.delivered += 1
+        self.jobs.pop(index, None)
+        future = self.futures.pop(index, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+        self._check_drained()
+
+    def fail(self, index: int, exc: BaseException) -> None:
+        self.jobs.pop(index, None)
+        future = self.futures.pop(index, None)
+        if future is not None and not future.done():
+            future.set_exception(exc)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if not self.futures and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until every submitted future is done."""
+        if self.futures:
+            self._drained = self.engine.loop.create_future()
+            await self._drained
+
+    def cancel(self) -> None:
+        super().cancel()
+        for future in list(self.futures.values()):
+            future.cancel()

@@ -1,0 +1,198 @@
+"""Admission decisions: which waiting request may start now. Pure; no I/O.
+
+The scheduler holds the requests that have been read but not started, one
+FIFO queue per host (scheme, host, port). A host is *ready* when it has a
+waiting request, is below its ``per_host`` cap and is not held until a later
+time (a rate limit, a ``Retry-After`` pause, an open breaker, a crawl delay:
+whoever decides those calls :meth:`Scheduler.hold`). Ready hosts sit in a
+ring and are served round-robin, so a request held back by its own host never
+takes a global slot, and a busy host cannot starve the others.
+
+Every method takes ``now`` from the caller's clock, which keeps the class
+testable without sleeping.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeVar
+
+__all__ = ["Scheduler"]
+
+J = TypeVar("J")
+
+
+class _Host(Generic[J]):
+    __slots__ = ("active", "in_ring", "key", "ready_at", "timed", "waiting")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.waiting: deque[J] = deque()
+        self.active = 0
+        self.ready_at = 0.0
+        self.in_ring = False
+        self.timed = False  # has an entry in the timer heap
+
+
+class Scheduler(Generic[J]):
+    """Global and per-host admission with round-robin fairness across hosts.
+
+    Args:
+        concurrency: jobs started and not yet released, all hosts together.
+        per_host: the same for one host; ``None`` for no cap beyond ``concurrency``.
+    """
+
+    def __init__(self, concurrency: int, per_host: int | None = None) -> None:
+        self.concurrency = concurrency
+        self.per_host = per_host
+        self.active = 0
+        self.waiting = 0
+        self._hosts: dict[Hashable, _Host[J]] = {}
+        self._ring: deque[_Host[J]] = deque()
+        self._timers: list[tuple[float, int, _Host[J]]] = []
+        self._seq = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Scheduler active={self.active}/{self.concurrency} waiting={self.waiting}"
+            f" hosts={len(self._hosts)} ready={len(self._ring)}>"
+        )
+
+    def _capped(self, host: _Host[J]) -> bool:
+        return self.per_host is not None and host.active >= self.per_host
+
+    def _offer(self, host: _Host[J], now: float) -> None:
+        """Put a host with waiting jobs where it belongs: the ring or the timers."""
+        if host.in_ring or not host.waiting or self._capped(host):
+            return
+        if host.ready_at > now:
+            if not host.timed:
+                host.timed = True
+                self._seq += 1
+                heapq.heappush(self._timers, (host.ready_at, self._seq, host))
+            return
+        host.in_ring = True
+        self._ring.append(host)
+
+    def _wake(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, host = heapq.heappop(timers)
+            host.timed = False
+            if host.waiting:
+                self._offer(host, now)
+            else:
+                self._forget_if_idle(host, now)
+
+    def _forget_if_idle(self, host: _Host[J], now: float) -> None:
+        if not host.waiting and not host.active and host.ready_at <= now:
+            self._hosts.pop(host.key, None)
+
+    def push(self, key: Hashable, job: J, now: float, *, front: bool = False) -> None:
+        """Queue ``job`` for host ``key`` (at the head of its queue with ``front``)."""
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(key)
+        if front:
+            host.waiting.appendleft(job)
+        else:
+            host.waiting.append(job)
+        self.waiting += 1
+        self._offer(host, now)
+
+    def pop(self, now: float) -> J | None:
+        """Start the next job: a free global slot and a ready host; else ``None``."""
+        if self.active >= self.concurrency:
+            return None
+        if self._timers:
+            self._wake(now)
+        ring = self._ring
+        while ring:
+            host = ring[0]
+            if not host.waiting or self._capped(host) or host.ready_at > now:
+                ring.popleft()
+                host.in_ring = False
+                self._offer(host, now)  # held since it was queued: to the timers
+                continue
+            job = host.waiting.popleft()
+            host.active += 1
+            self.active += 1
+            self.waiting -= 1
+            if host.waiting and not self._capped(host):
+                ring.rotate(-1)
+            else:
+                ring.popleft()
+                host.in_ring = False
+            return job
+        return None
+
+    def release(self, key: Hashable, now: float) -> None:
+        """A job of host ``key`` that :meth:`pop` started has ended."""
+        host = self._hosts[key]
+        host.active -= 1
+        self.active -= 1
+        if host.waiting:
+            self._offer(host, now)
+        else:
+            self._forget_if_idle(host, now)
+
+    def hold(self, key: Hashable, until: float, now: float) -> None:
+        """Start no job of host ``key`` before ``until`` (jobs under way go on)."""
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(key)
+        if until > host.ready_at:
+            host.ready_at = until
+        if host.in_ring and host.ready_at > now:
+            self._ring.remove(host)
+            host.in_ring = False
+        self._offer(host, now)
+
+    def held_until(self, key: Hashable) -> float:
+        """The time before which host ``key`` starts nothing (0.0 if never held)."""
+        host = self._hosts.get(key)
+        return host.ready_at if host is not None else 0.0
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time a held host becomes ready, if any host is held."""
+        return self._timers[0][0] if self._timers else None
+
+    def idle_slots(self, now: float) -> bool:
+        """True when a global slot is free but no waiting job can take it now."""
+        if self.active >= self.concurrency:
+            return False
+        if self._timers:
+            self._wake(now)
+        return not any(
+            h.waiting and not self._capped(h) and h.ready_at <= now for h in self._ring
+        )
+
+    def remove(self, predicate: Callable[[J], bool], now: float) -> list[J]:
+        """Drop every waiting job for which ``predicate`` is true; return them."""
+        removed: list[J] = []
+        for host in list(self._hosts.values()):
+            if not host.waiting:
+                continue
+            keep: deque[J] = deque()
+            for job in host.waiting:
+                (removed if predicate(job) else keep).append(job)
+            host.waiting = keep
+            if not keep:
+                if host.in_ring:
+                    self._ring.remove(host)
+                    host.in_ring = False
+                self._forget_if_idle(host, now)
+        self.waiting -= len(removed)
+        return removed
+
+    def waiting_jobs(self) -> Iterator[J]:
+        """Every waiting job, host by host (for inspection and tests)."""
+        for host in self._hosts.values():
+            yield from host.waiting
+
+    def host_active(self, key: Hashable) -> int:
+        """Jobs of host ``key`` started and not yet released."""
+        host = self._hosts.get(key)
+        return host.active if host is not None else 0

@@ -1,0 +1,419 @@
+"""One attempt on aiohttp: the only module that talks to it or catches its errors.
+
+An attempt is one request and the redirects it leads to, under one
+:class:`~asyncfetch.Timeout`. It never raises for a network problem: every
+aiohttp, ``OSError``, ``ssl`` and timeout exception is translated here, most
+specific first, into the :class:`~asyncfetch.FetchError` stored on the
+result, with the original exception as ``__cause__``.
+
+Redirects are followed here rather than by aiohttp so that the history, the
+``max_redirects`` semantics, the scheme check on every target and the
+stripping of credentials across origins are ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import client_exceptions as cx
+from aiohttp import http_exceptions as hx
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ._config import USER_AGENT, Options, Timeout
+from ._errors import (
+    BodyTooLarge,
+    ConnectError,
+    FetchError,
+    FetchTimeout,
+    InvalidURL,
+    ProtocolError,
+    TLSError,
+    TooManyRedirects,
+)
+from ._input import HTTP_SCHEMES
+from ._models import EMPTY_HEADERS, Request, Result
+
+__all__ = ["Transport", "check_session", "error_class"]
+
+REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+CREDENTIALS: Final = ("Authorization", "Cookie", "Proxy-Authorization")
+REDIRECT_BODY_CAP: Final = 64 * 1024
+
+# Most specific first: aiohttp's certificate errors are ClientConnectorErrors
+# and its timeouts are ServerConnectionErrors, so those come before the
+# classes they derive from.
+_TABLE: Final[tuple[tuple[type[BaseException], type[FetchError], str], ...]] = (
+    (cx.ClientConnectorCertificateError, TLSError, "certificate not trusted"),
+    (cx.ClientConnectorSSLError, TLSError, "TLS handshake failed"),
+    (cx.ClientSSLError, TLSError, "TLS handshake failed"),
+    (cx.ServerFingerprintMismatch, TLSError, "certificate fingerprint mismatch"),
+    (ssl.SSLError, TLSError, "TLS failure"),
+    (ssl.CertificateError, TLSError, "certificate not valid"),
+    (cx.ConnectionTimeoutError, FetchTimeout, "timed out connecting"),
+    (cx.SocketTimeoutError, FetchTimeout, "timed out reading"),
+    (cx.ServerTimeoutError, FetchTimeout, "timed out"),
+    (asyncio.TimeoutError, FetchTimeout, "timed out"),
+    (cx.ClientConnectorDNSError, ConnectError, "cannot resolve host"),
+    (cx.ClientProxyConnectionError, ConnectError, "cannot connect to proxy"),
+    (cx.ClientConnectorError, ConnectError, "cannot connect"),
+    (cx.ClientHttpProxyError, ConnectError, "proxy refused the tunnel"),
+    (cx.TooManyRedirects, TooManyRedirects, "too many redirects"),
+    (cx.InvalidURL, InvalidURL, "invalid URL"),
+    (cx.NonHttpUrlClientError, InvalidURL, "not an http(s) URL"),
+    (cx.RedirectClientError, InvalidURL, "invalid redirect"),
+    (cx.ClientPayloadError, ProtocolError, "broken response body"),
+    (cx.ServerDisconnectedError, ProtocolError, "server disconnected"),
+    (cx.ClientResponseError, ProtocolError, "malformed response"),
+    (hx.HttpProcessingError, ProtocolError, "malformed response"),
+    (cx.UploadAbortedError, ProtocolError, "request body upload aborted"),
+    (cx.ClientConnectionError, ProtocolError, "connection lost"),
+    (cx.ClientError, ProtocolError, "client error"),
+    (cx.WSMessageTypeError, ProtocolError, "unexpected websocket message"),
+)
+
+# Raised with no aiohttp wrapper: the phase decides.
+_PLAIN_OS: Final = (OSError,)
+
+
+def error_class(
+    exc_type: type[BaseException], *, sent: bool
+) -> tuple[type[FetchError], str] | None:
+    """The FetchError class and a short description for an exception type.
+
+    ``sent`` tells whether the request had been sent (the connection was up):
+    a bare ``OSError`` is a ``ConnectError`` before and a ``ProtocolError``
+    after. Returns ``None`` for an exception asyncfetch does not translate
+    (a bug, or a cancellation), which must propagate.
+    """
+    for cls, error, what in _TABLE:
+        if issubclass(exc_type, cls):
+            return error, what
+    if issubclass(exc_type, _PLAIN_OS):
+        if sent:
+            return ProtocolError, "connection lost"
+        return ConnectError, "cannot connect"
+    return None
+
+
+_CATCH: Final = (
+    aiohttp.ClientError,
+    hx.HttpProcessingError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def translate(
+    exc: BaseException, request: Request, url: URL, *, sent: bool
+) -> FetchError:
+    """Build the FetchError for a caught exception, chained to it."""
+    found = error_class(type(exc), sent=sent)
+    if found is None:  # pragma: no cover - _CATCH and _TABLE agree; tested
+        raise exc
+    cls, what = found
+    detail = str(exc).strip()
+    message = f"{url}: {what}" + (f" ({detail})" if detail and detail != what else "")
+    error = cls(message, request=request)
+    error.__cause__ = exc
+    return error
+
+
+def check_session(session: object) -> None:
+    """Refuse a ``session`` option that is not an open aiohttp.ClientSession.
+
+    Raises:
+        ValueError: it is not a ClientSession, or it is closed.
+    """
+    if not isinstance(session, aiohttp.ClientSession):
+        raise ValueError(f"session must be an aiohttp.ClientSession, not {session!r}")
+    if session.closed:
+        raise ValueError("session is closed; pass an open aiohttp.ClientSession")
+
+
+def _client_timeout(timeout: Timeout, total: float | None) -> aiohttp.ClientTimeout:
+    # ``connect`` maps to sock_connect (TCP connect and TLS handshake), never
+    # to aiohttp's ``connect``, which also counts the wait for a pool slot
+    # (aiohttp #10313). Our connector has no pool limit: the scheduler is.
+    return aiohttp.ClientTimeout(
+        total=total, connect=None, sock_connect=timeout.connect, sock_read=timeout.read
+    )
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return (url.scheme, url.raw_host, url.port)
+
+
+class _Failed(Exception):
+    """Internal: ends an attempt with a FetchError built by this module."""
+
+    def __init__(self, error: FetchError) -> None:
+        self.error = error
+
+
+class Transport:
+    """Sends attempts through one aiohttp session (ours, or the caller's)."""
+
+    def __init__(self, options: Options) -> None:
+        self._options = options
+        self._session: aiohttp.ClientSession | None = options.session
+        self._owns_session = options.session is None
+        self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        self.bytes_received = 0
+        headers: CIMultiDict[str] = CIMultiDict(options.headers)
+        session_headers = options.session.headers if options.session is not None else {}
+        if "User-Agent" not in headers and "User-Agent" not in session_headers:
+            headers["User-Agent"] = USER_AGENT
+        self._headers = CIMultiDictProxy(headers)
+        self._ssl: bool | ssl.SSLContext | None = (
+            None if options.verify is True else options.verify
+        )
+        self._proxy = str(options.proxy) if options.proxy is not None else None
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent header sent by default."""
+        return self._headers.get("User-Agent", "")
+
+    async def open(self) -> None:
+        """Create our own session (unless the caller gave one)."""
+        if self._owns_session:
+            verify = self._options.verify
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=verify)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+
+    async def close(self) -> None:
+        """Close our own session; a caller's session is left open."""
+        session, self._session = self._session, None
+        if self._owns_session and session is not None:
+            await session.close()
+
+    def _timeout(self, timeout: Timeout, deadline: float | None, now: float) -> Any:
+        if deadline is None or timeout.total is None:
+            cached = self._timeouts.get(timeout)
+            if cached is None:
+                cached = self._timeouts[timeout] = _client_timeout(
+                    timeout, timeout.total
+                )
+            return cached
+        remaining = deadline - now
+        if remaining <= 0:
+            raise asyncio.TimeoutError
+        return _client_timeout(timeout, remaining)
+
+    def _headers_for(self, request: Request) -> Mapping[str, str]:
+        if not request.headers:
+            return self._headers
+        merged = CIMultiDict(self._headers)
+        merged.update(request.headers)
+        return merged
+
+    async def attempt(
+        self,
+        request: Request,
+        url: URL,
+        timeout: Timeout,
+        *,
+        attempts: int = 1,
+        started: float | None = None,
+    ) -> Result:
+        """Send ``request`` to ``url`` once, following redirects; never raises a
+        network error (it is on the result). Cancellation propagates.
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeError("the transport is not open")
+        options = self._options
+        t0 = time.monotonic()
+        first = t0 if started is None else started
+        deadline = t0 + timeout.total if timeout.total is not None else None
+        method = request.method
+        headers = self._headers_for(request)
+        data, json = request.data, request.json
+        history: list[URL] = []
+        status: int | None = None
+        reason: str | None = None
+        resp_headers: CIMultiDictProxy[str] = EMPTY_HEADERS
+        sent = False
+        try:
+            while True:
+                sent = False
+                resp = await session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    json=json,
+                    allow_redirects=False,
+                    timeout=self._timeout(timeout, deadline, time.monotonic()),
+                    proxy=self._proxy,
+                    ssl=self._ssl if self._ssl is not None else True,
+                )
+                sent = True
+                try:
+                    status, reason, resp_headers = (
+                        resp.status,
+                        resp.reason,
+                        resp.headers,
+                    )
+                    location = resp.headers.get("Location")
+                    if status in REDIRECTS and location is not None:
+                        if len(history) >= options.max_redirects:
+                            if options.max_redirects == 0:
+                                content = await self._read(resp, request, url)
+                                return self._result(
+                                    request,
+                                    url,
+                                    resp,
+                                    content,
+                                    attempts,
+                                    first,
+                                    history,
+                                )
+                            raise _Failed(
+                                TooManyRedirects(
+                                    f"{url}: more than {options.max_redirects} redirects",
+                                    request=request,
+                                )
+                            )
+                        target = self._redirect_target(request, url, location)
+                        await self._drain(resp)
+                        history.append(url)
+                        if (status == 303 and method != "HEAD") or (
+                            status in (301, 302) and method == "POST"
+                        ):
+                            method, data, json = "GET", None, None
+                        if _origin(target) != _origin(url) and any(
+                            name in headers for name in CREDENTIALS
+                        ):
+                            headers = CIMultiDict(headers)
+                            for name in CREDENTIALS:
+                                headers.popall(name, None)
+                        url = target
+                        continue
+                    content = await self._read(resp, request, url)
+                    return self._result(
+                        request, url, resp, content, attempts, first, history
+                    )
+                finally:
+                    resp.release()
+        except asyncio.CancelledError:
+            raise
+        except _Failed as failed:
+            error = failed.error
+        except _CATCH as exc:
+            error = translate(exc, request, url, sent=sent)
+        if not sent:
+            status, reason, resp_headers = None, None, EMPTY_HEADERS
+        return Result(
+            request,
+            url,
+            status,
+            reason,
+            resp_headers,
+            b"",
+            error,
+            attempts,
+            time.monotonic() - first,
+            tuple(history),
+        )
+
+    def _result(
+        self,
+        request: Request,
+        url: URL,
+        resp: aiohttp.ClientResponse,
+        content: bytes,
+        attempts: int,
+        first: float,
+        history: list[URL],
+    ) -> Result:
+        return Result(
+            request,
+            url,
+            resp.status,
+            resp.reason,
+            resp.headers,
+            content,
+            None,
+            attempts,
+            time.monotonic() - first,
+            tuple(history),
+        )
+
+    def _redirect_target(self, request: Request, url: URL, location: str) -> URL:
+        try:
+            target = url.join(URL(location))
+        except ValueError as exc:
+            raise _Failed(
+                InvalidURL(
+                    f"{url}: redirect to an invalid URL {location!r}", request=request
+                )
+            ) from exc
+        if target.scheme not in HTTP_SCHEMES or not target.raw_host:
+            raise _Failed(
+                InvalidURL(
+                    f"{url}: redirect to {location!r}, not an http(s) URL",
+                    request=request,
+                )
+            )
+        return target.with_fragment(None)
+
+    async def _read(
+        self, resp: aiohttp.ClientResponse, request: Request, url: URL
+    ) -> bytes:
+        """Read the body, stopping as soon as it passes ``max_bytes``."""
+        limit = self._options.max_bytes
+        stream = resp.content
+        if limit is None:
+            body = await resp.read()
+            self.bytes_received += len(body)
+            return body
+        length = resp.content_length
+        if (
+            length is not None
+            and length > limit
+            and "Content-Encoding" not in resp.headers
+        ):
+            raise _Failed(self._too_large(request, url, limit))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await stream.readany()
+            if not chunk:
+                break
+            size += len(chunk)
+            self.bytes_received += len(chunk)
+            if size > limit:
+                resp.close()  # the rest is not wanted: drop the connection
+                raise _Failed(self._too_large(request, url, limit))
+            chunks.append(chunk)
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
+
+    @staticmethod
+    def _too_large(request: Request, url: URL, limit: int) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"{url}: body larger than max_bytes={limit}", request=request
+        )
+
+    async def _drain(self, resp: aiohttp.ClientResponse) -> None:
+        """Read a small redirect body so the connection can be reused."""
+        stream = resp.content
+        size = 0
+        while size <= REDIRECT_BODY_CAP:
+            chunk = await stream.readany()
+            if not chunk:
+                return
+            size += len(chunk)
+        resp.close()
