@@ -69,12 +69,15 @@ class Scheduler(Generic[J]):
             return
         if host.ready_at > now:
             if not host.timed:
-                host.timed = True
-                self._seq += 1
-                heapq.heappush(self._timers, (host.ready_at, self._seq, host))
+                self._timer(host)
             return
         host.in_ring = True
         self._ring.append(host)
+
+    def _timer(self, host: _Host[J]) -> None:
+        host.timed = True
+        self._seq += 1
+        heapq.heappush(self._timers, (host.ready_at, self._seq, host))
 
     def _wake(self, now: float) -> None:
         timers = self._timers
@@ -83,6 +86,8 @@ class Scheduler(Generic[J]):
             host.timed = False
             if host.waiting:
                 self._offer(host, now)
+            elif host.ready_at > now:  # held again meanwhile
+                self._timer(host)
             else:
                 self._forget_if_idle(host, now)
 
@@ -148,7 +153,11 @@ class Scheduler(Generic[J]):
         if host.in_ring and host.ready_at > now:
             self._ring.remove(host)
             host.in_ring = False
-        self._offer(host, now)
+        if host.waiting:
+            self._offer(host, now)
+        elif not host.timed and host.ready_at > now:
+            # Remember the hold until it passes, then forget the idle host.
+            self._timer(host)
 
     def held_until(self, key: Hashable) -> float:
         """The time before which host ``key`` starts nothing (0.0 if never held)."""

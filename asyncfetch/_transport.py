@@ -22,6 +22,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import client_exceptions as cx
 from aiohttp import http_exceptions as hx
+from aiohttp.streams import EofStream
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -75,6 +76,7 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[FetchError], str], ...]] = (
     (cx.ClientConnectionError, ProtocolError, "connection lost"),
     (cx.ClientError, ProtocolError, "client error"),
     (cx.WSMessageTypeError, ProtocolError, "unexpected websocket message"),
+    (EofStream, ProtocolError, "connection closed early"),
 )
 
 # Raised with no aiohttp wrapper: the phase decides.
@@ -352,7 +354,15 @@ class Transport:
 
     def _redirect_target(self, request: Request, url: URL, location: str) -> URL:
         try:
-            target = url.join(URL(location))
+            given = URL(location)
+            if given.scheme and (given.scheme not in HTTP_SCHEMES or not given.raw_host):
+                raise _Failed(
+                    InvalidURL(
+                        f"{url}: redirect to {location!r}, not an http(s) URL",
+                        request=request,
+                    )
+                )
+            target = url.join(given)
         except ValueError as exc:
             raise _Failed(
                 InvalidURL(
