@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import json as _json
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ def to_url(value: str | URL) -> URL:
         return URL.build(path=value, encoded=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Request:
     """What to fetch: a frozen value object; equal fields make equal Requests.
 
@@ -62,33 +62,45 @@ class Request:
     """
 
     url: URL
-    _: KW_ONLY
-    method: str = "GET"
-    headers: Mapping[str, str] | None = None
-    params: Any = None
-    data: Any = None
-    json: Any = None
-    timeout: Timeout | None = None
-    meta: Any = None
+    method: str
+    headers: Mapping[str, str] | None
+    params: Any
+    data: Any
+    json: Any
+    timeout: Timeout | None
+    meta: Any
 
-    def __post_init__(self) -> None:
-        url: object = self.url
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        params: Any = None,
+        data: Any = None,
+        json: Any = None,
+        timeout: float | Timeout | None = None,
+        meta: Any = None,
+    ) -> None:
+        set_ = object.__setattr__
         if not isinstance(url, URL):
             if not isinstance(url, str):
                 raise TypeError(f"Request url must be a str or yarl.URL, not {url!r}")
-            object.__setattr__(self, "url", to_url(url))
-        if not isinstance(self.method, str) or not self.method:
-            raise TypeError(
-                f"Request method must be a non-empty str, not {self.method!r}"
-            )
-        if not self.method.isupper():
-            object.__setattr__(self, "method", self.method.upper())
-        if self.data is not None and self.json is not None:
+            url = to_url(url)
+        if not isinstance(method, str) or not method:
+            raise TypeError(f"Request method must be a non-empty str, not {method!r}")
+        if data is not None and json is not None:
             raise ValueError("Request takes data or json, not both")
-        if self.timeout is not None and not isinstance(self.timeout, Timeout):
-            object.__setattr__(self, "timeout", Timeout.of(self.timeout))
-        if self.headers is not None and not isinstance(self.headers, Mapping):
-            raise TypeError(f"Request headers must be a mapping, not {self.headers!r}")
+        if headers is not None and not isinstance(headers, Mapping):
+            raise TypeError(f"Request headers must be a mapping, not {headers!r}")
+        set_(self, "url", url)
+        set_(self, "method", method.upper())
+        set_(self, "headers", headers)
+        set_(self, "params", params)
+        set_(self, "data", data)
+        set_(self, "json", json)
+        set_(self, "timeout", None if timeout is None else Timeout.of(timeout))
+        set_(self, "meta", meta)
 
     @classmethod
     def _get(cls, url: URL) -> Request:
