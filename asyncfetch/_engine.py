@@ -150,32 +150,39 @@ class Engine:
         debug = logger.isEnabledFor(logging.DEBUG)
         while True:
             run = job.run
+            failure: Exception | None = None
             try:
                 result = await transport.attempt(job.request, job.url, job.timeout)
             except Exception as exc:  # a bug: the run raises it to its caller
-                workers[me] = None
-                self._release(job)
-                run.fail(job.index, exc)
-            else:
-                workers[me] = None
-                self._release(job)
-                if debug:
-                    logger.debug(
-                        "%s %s -> %s in %.3fs",
-                        job.request.method,
-                        job.url,
-                        result.status if result.error is None else result.error,
-                        result.elapsed,
-                    )
-                self.complete(run, job.index, result)
+                failure = exc
+            self._release(job)
+            # Take the next job before delivering: delivering may read more
+            # input and dispatch, which must find this worker's slot taken
+            # (otherwise every request would start a new task).
             next_job = self.next_job()
+            if next_job is not None:
+                next_job.task = me
+            workers[me] = next_job
+            try:
+                if failure is not None:
+                    run.fail(job.index, failure)
+                else:
+                    if debug:
+                        logger.debug(
+                            "%s %s -> %s in %.3fs",
+                            job.request.method,
+                            job.url,
+                            result.status if result.error is None else result.error,
+                            result.elapsed,
+                        )
+                    self.complete(run, job.index, result)
+            except Exception as exc:  # from the caller's progress callable
+                run.fail(job.index, exc)
             if next_job is None:
                 workers.pop(me, None)
                 self.dispatch()
                 return
             job = next_job
-            job.task = me
-            workers[me] = job
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         job = self.workers.pop(task, None)

@@ -46,6 +46,7 @@ class Run(abc.ABC):
         self._ait: AsyncIterator[Any] | None = None
         self._feeder: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
+        self._filling = False
         if urls is not None:
             if is_async(urls):
                 self._ait = aiter(urls)
@@ -67,19 +68,23 @@ class Run(abc.ABC):
     def fill(self) -> None:
         """Read a plain iterable until the read-ahead window is full."""
         it = self._it
-        if it is None:
-            return
-        bound = self.bound
-        while not self.exhausted and self.read - self.delivered < bound:
-            try:
-                item = next(it)
-            except StopIteration:
-                self.exhausted = True
-                break
-            except Exception as exc:
-                self._stop_input(exc)
-                break
-            self.take(item)
+        if it is None or self._filling:
+            return  # re-entered through an InvalidURL result: the loop goes on
+        self._filling = True
+        try:
+            bound = self.bound
+            while not self.exhausted and self.read - self.delivered < bound:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    self.exhausted = True
+                    break
+                except Exception as exc:
+                    self._stop_input(exc)
+                    break
+                self.take(item)
+        finally:
+            self._filling = False
 
     async def _feed(self) -> None:
         ait = self._ait
@@ -99,7 +104,11 @@ class Run(abc.ABC):
             except Exception as exc:
                 self._stop_input(exc)
                 break
-            self.take(item)
+            try:
+                self.take(item)
+            except Exception as exc:  # from the caller's progress callable
+                self.fail(self.read, exc)
+                break
             self.engine.dispatch()
         self._check_done()
 
@@ -237,15 +246,15 @@ class StreamRun(Run):
         """Yield results as the caller asks for them."""
         buffer = self.buffer
         while True:
+            if self.fatal is not None:
+                raise self.fatal
+            if self.closed:
+                raise RuntimeError("the Fetcher was closed while this stream was open")
             if buffer:
                 result = buffer.popleft()
                 self.delivered += 1
                 self.progressed()
                 yield result
-            elif self.fatal is not None:
-                raise self.fatal
-            elif self.closed:
-                raise RuntimeError("the Fetcher was closed while this stream was open")
             elif self.finished:
                 self.engine.report_progress()
                 if self.error is not None:

@@ -290,3 +290,61 @@ async def test_mixed_batch_results_equal_inputs(
         str(Request(u).url) for u in urls
     )
     assert f.stats.completed == 2000
+
+
+async def test_many_invalid_urls_in_a_row() -> None:
+    # each is completed while the input is being read: no recursion, no task
+    results = await asyncfetch.fetch_all(f"bad {i}" for i in range(20_000))
+    assert len(results) == 20_000
+    assert all(isinstance(r.error, asyncfetch.InvalidURL) for r in results)
+
+
+class Boom(Exception):
+    pass
+
+
+def exploding(stats: Stats) -> None:
+    if stats.completed >= 3:
+        raise Boom
+
+
+async def test_a_raising_progress_callable_reaches_the_caller(server: AppServer) -> None:
+    with pytest.raises(Boom):
+        await asyncfetch.fetch_all([server.url("/ok")] * 10, progress=exploding)
+    with pytest.raises(Boom):
+        await asyncfetch.fetch_all(["bad"] * 10, progress=exploding)
+    async with Fetcher(progress=exploding) as f:
+        with pytest.raises(Boom):
+            async for _ in f.stream([server.url("/ok")] * 10):
+                pass
+
+
+async def test_a_raising_progress_callable_with_async_input(server: AppServer) -> None:
+    async def gen() -> AsyncIterator[str]:
+        for _ in range(10):
+            yield "bad"
+
+    async with Fetcher(progress=exploding) as f:
+        with pytest.raises(Boom):
+            async for _ in f.stream(gen()):
+                pass
+
+
+async def test_workers_are_reused_not_created_per_request(server: AppServer) -> None:
+    created = 0
+    loop = asyncio.get_running_loop()
+    factory = loop.get_task_factory()
+
+    def counting_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> Any:
+        nonlocal created
+        created += 1
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    loop.set_task_factory(counting_factory)
+    try:
+        async with Fetcher(concurrency=8) as f:
+            results = await f.fetch_all([server.url("/ok")] * 400)
+    finally:
+        loop.set_task_factory(factory)
+    assert all(r.ok for r in results)
+    assert created < 100  # 400 requests on about 8 workers
