@@ -308,7 +308,9 @@ def exploding(stats: Stats) -> None:
         raise Boom
 
 
-async def test_a_raising_progress_callable_reaches_the_caller(server: AppServer) -> None:
+async def test_a_raising_progress_callable_reaches_the_caller(
+    server: AppServer,
+) -> None:
     with pytest.raises(Boom):
         await asyncfetch.fetch_all([server.url("/ok")] * 10, progress=exploding)
     with pytest.raises(Boom):

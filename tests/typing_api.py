@@ -18,7 +18,9 @@ async def usage(urls: list[str]) -> None:
     assert_type(results, list[Result])
     async for result in Fetcher(urls):
         assert_type(result, Result)
-    async with Fetcher(timeout=asyncfetch.Timeout(total=5), retries=asyncfetch.Retry()) as f:
+    async with Fetcher(
+        timeout=asyncfetch.Timeout(total=5), retries=asyncfetch.Retry()
+    ) as f:
         async for r in f.stream(urls, ordered=True):
             assert_type(r.url, URL)
             assert_type(r.status, int | None)
