@@ -122,8 +122,24 @@ def translate(
     detail = str(exc).strip()
     message = f"{url}: {what}" + (f" ({detail})" if detail and detail != what else "")
     error = cls(message, request=request)
-    error.__cause__ = exc
+    error.__cause__ = _detached(exc)
     return error
+
+
+def _detached(exc: BaseException) -> BaseException:
+    """Drop the tracebacks of a chain that a result keeps.
+
+    A traceback holds the frames it passed through, and with them the
+    transport, the session and the response: a million failed results must
+    not keep those alive. The exceptions, their types and messages stay.
+    """
+    link: BaseException | None = exc
+    for _ in range(8):
+        if link is None:
+            break
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 def check_session(session: object) -> None:
@@ -355,7 +371,9 @@ class Transport:
     def _redirect_target(self, request: Request, url: URL, location: str) -> URL:
         try:
             given = URL(location)
-            if given.scheme and (given.scheme not in HTTP_SCHEMES or not given.raw_host):
+            if given.scheme and (
+                given.scheme not in HTTP_SCHEMES or not given.raw_host
+            ):
                 raise _Failed(
                     InvalidURL(
                         f"{url}: redirect to {location!r}, not an http(s) URL",

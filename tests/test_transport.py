@@ -326,3 +326,18 @@ def test_mapping_is_most_specific_first(
 def test_bugs_are_not_mapped() -> None:
     assert error_class(KeyError, sent=True) is None
     assert error_class(asyncio.CancelledError, sent=True) is None
+
+
+async def test_stored_errors_keep_no_frames_alive(
+    closed_port: int, raw_server: RawServer
+) -> None:
+    for url in (f"http://127.0.0.1:{closed_port}/", raw_server.url("truncated")):
+        result = await one(url)
+        link: BaseException | None = result.error
+        assert link is not None
+        assert link.__traceback__ is None
+        link = link.__cause__
+        assert link is not None
+        while link is not None:
+            assert link.__traceback__ is None, repr(link)
+            link = link.__cause__ or link.__context__
