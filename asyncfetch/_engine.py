@@ -147,7 +147,6 @@ class Engine:
         me = cast("asyncio.Task[None]", asyncio.current_task())
         workers = self.workers
         transport = self.transport
-        debug = logger.isEnabledFor(logging.DEBUG)
         while True:
             run = job.run
             failure: Exception | None = None
@@ -167,7 +166,7 @@ class Engine:
                 if failure is not None:
                     run.fail(job.index, failure)
                 else:
-                    if debug:
+                    if logger.isEnabledFor(logging.DEBUG):
                         logger.debug(
                             "%s %s -> %s in %.3fs",
                             job.request.method,

@@ -7,6 +7,7 @@ URL is data: it becomes one result whose error is ``InvalidURL``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -39,8 +40,11 @@ def as_request(item: object) -> Request:
     )
 
 
+_NOT_IN_A_HOST = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _bad_host(host: str | None) -> bool:
-    return not host or any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in host)
+    return not host or _NOT_IN_A_HOST.search(host) is not None
 
 
 def check_url(request: Request) -> URL | InvalidURL:
@@ -51,7 +55,7 @@ def check_url(request: Request) -> URL | InvalidURL:
             why = f"scheme {url.scheme!r} is not http or https"
         else:
             why = "not an absolute http(s) URL"
-        return InvalidURL(f"{url}: {why}", request=request)
+        return InvalidURL(f"{url.human_repr()}: {why}", request=request)
     if request.params is not None:
         try:
             url = url.extend_query(request.params)

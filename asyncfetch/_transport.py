@@ -188,8 +188,22 @@ class Transport:
         if "User-Agent" not in headers and "User-Agent" not in session_headers:
             headers["User-Agent"] = USER_AGENT
         self._headers = CIMultiDictProxy(headers)
-        self._ssl: bool | ssl.SSLContext | None = (
-            None if options.verify is True else options.verify
+        # Our own session carries the default headers, so that a request
+        # without headers of its own passes none (aiohttp merges them
+        # cheaply); credentials stay per request, where a redirect to another
+        # origin can drop them.
+        credentials = CIMultiDict(
+            (k, v) for k, v in headers.items() if k in CREDENTIALS
+        )
+        self._session_headers = CIMultiDict(
+            (k, v) for k, v in headers.items() if k not in CREDENTIALS
+        )
+        if self._owns_session:
+            self._default: Mapping[str, str] | None = credentials or None
+        else:
+            self._default = self._headers
+        self._ssl: bool | ssl.SSLContext = (
+            True if options.verify is True else options.verify
         )
         self._proxy = str(options.proxy) if options.proxy is not None else None
 
@@ -199,15 +213,28 @@ class Transport:
         return self._headers.get("User-Agent", "")
 
     async def open(self) -> None:
-        """Create our own session (unless the caller gave one)."""
-        if self._owns_session:
-            verify = self._options.verify
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=verify)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
+        """Create our own session (unless the caller gave one).
+
+        Raises:
+            ValueError: the caller's session belongs to another event loop.
+        """
+        if not self._owns_session:
+            session = self._session
+            if session is not None and session._loop is not asyncio.get_running_loop():
+                raise ValueError(
+                    "session belongs to another event loop; create it inside the "
+                    "coroutine that uses the Fetcher"
+                )
+            return
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, ssl=self._options.verify
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._session_headers,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
 
     async def close(self) -> None:
         """Close our own session; a caller's session is left open."""
@@ -215,23 +242,24 @@ class Transport:
         if self._owns_session and session is not None:
             await session.close()
 
-    def _timeout(self, timeout: Timeout, deadline: float | None, now: float) -> Any:
-        if deadline is None or timeout.total is None:
+    def _timeout(self, timeout: Timeout, deadline: float | None) -> Any:
+        """The aiohttp timeout of one hop: the whole budget for the first hop,
+        what is left of it for a redirect."""
+        if deadline is None:
             cached = self._timeouts.get(timeout)
             if cached is None:
-                cached = self._timeouts[timeout] = _client_timeout(
-                    timeout, timeout.total
-                )
+                cached = _client_timeout(timeout, timeout.total)
+                self._timeouts[timeout] = cached
             return cached
-        remaining = deadline - now
+        remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise asyncio.TimeoutError
         return _client_timeout(timeout, remaining)
 
-    def _headers_for(self, request: Request) -> Mapping[str, str]:
+    def _headers_for(self, request: Request) -> Mapping[str, str] | None:
         if not request.headers:
-            return self._headers
-        merged = CIMultiDict(self._headers)
+            return self._default
+        merged = CIMultiDict(self._default or ())
         merged.update(request.headers)
         return merged
 
@@ -244,16 +272,18 @@ class Transport:
         attempts: int = 1,
         started: float | None = None,
     ) -> Result:
-        """Send ``request`` to ``url`` once, following redirects; never raises a
-        network error (it is on the result). Cancellation propagates.
+        """Send ``request`` to ``url`` once, following redirects.
+
+        Never raises a network error (it is on the result); cancellation
+        propagates.
         """
         session = self._session
         if session is None:
             raise RuntimeError("the transport is not open")
-        options = self._options
+        max_redirects = self._options.max_redirects
         t0 = time.monotonic()
         first = t0 if started is None else started
-        deadline = t0 + timeout.total if timeout.total is not None else None
+        deadline: float | None = None  # the first hop has the whole budget
         method = request.method
         headers = self._headers_for(request)
         data, json = request.data, request.json
@@ -272,58 +302,54 @@ class Transport:
                     data=data,
                     json=json,
                     allow_redirects=False,
-                    timeout=self._timeout(timeout, deadline, time.monotonic()),
+                    raise_for_status=False,
+                    timeout=self._timeout(timeout, deadline),
                     proxy=self._proxy,
-                    ssl=self._ssl if self._ssl is not None else True,
+                    ssl=self._ssl,
                 )
                 sent = True
                 try:
-                    status, reason, resp_headers = (
-                        resp.status,
-                        resp.reason,
-                        resp.headers,
-                    )
-                    location = resp.headers.get("Location")
-                    if status in REDIRECTS and location is not None:
-                        if len(history) >= options.max_redirects:
-                            if options.max_redirects == 0:
-                                content = await self._read(resp, request, url)
-                                return self._result(
-                                    request,
-                                    url,
-                                    resp,
-                                    content,
-                                    attempts,
-                                    first,
-                                    history,
-                                )
-                            raise _Failed(
-                                TooManyRedirects(
-                                    f"{url}: more than {options.max_redirects} redirects",
-                                    request=request,
-                                )
+                    status, reason = resp.status, resp.reason
+                    resp_headers = resp.headers
+                    location = resp_headers.get("Location")
+                    if status not in REDIRECTS or location is None:
+                        content = await self._read(resp, request, url)
+                        return self._result(
+                            request, url, resp, content, attempts, first, history
+                        )
+                    history.append(url)
+                    if max_redirects == 0:  # the 3xx response is the result
+                        content = await self._read(resp, request, url)
+                        return self._result(
+                            request, url, resp, content, attempts, first, history
+                        )
+                    if len(history) > max_redirects:
+                        raise _Failed(
+                            TooManyRedirects(
+                                f"{url}: more than {max_redirects} "
+                                f"redirect{'s' if max_redirects > 1 else ''}",
+                                request=request,
                             )
-                        target = self._redirect_target(request, url, location)
-                        await self._drain(resp)
-                        history.append(url)
-                        if (status == 303 and method != "HEAD") or (
-                            status in (301, 302) and method == "POST"
-                        ):
-                            method, data, json = "GET", None, None
-                        if _origin(target) != _origin(url) and any(
-                            name in headers for name in CREDENTIALS
-                        ):
-                            headers = CIMultiDict(headers)
-                            for name in CREDENTIALS:
-                                headers.popall(name, None)
-                        url = target
-                        continue
-                    content = await self._read(resp, request, url)
-                    return self._result(
-                        request, url, resp, content, attempts, first, history
-                    )
+                        )
+                    target = self._redirect_target(request, url, location)
+                    await self._drain(resp)
                 finally:
                     resp.release()
+                if (status == 303 and method != "HEAD") or (
+                    status in (301, 302) and method == "POST"
+                ):
+                    method, data, json = "GET", None, None
+                if (
+                    headers is not None
+                    and _origin(target) != _origin(url)
+                    and any(name in headers for name in CREDENTIALS)
+                ):
+                    headers = CIMultiDict(headers)
+                    for name in CREDENTIALS:
+                        headers.popall(name, None)
+                if deadline is None and timeout.total is not None:
+                    deadline = t0 + timeout.total
+                url = target
         except asyncio.CancelledError:
             raise
         except _Failed as failed:
@@ -401,18 +427,16 @@ class Transport:
     ) -> bytes:
         """Read the body, stopping as soon as it passes ``max_bytes``."""
         limit = self._options.max_bytes
-        stream = resp.content
-        if limit is None:
+        length = resp.content_length
+        plain = "Content-Encoding" not in resp.headers
+        if limit is None or (plain and length is not None and length <= limit):
+            # aiohttp stops at Content-Length: read in one go.
             body = await resp.read()
             self.bytes_received += len(body)
             return body
-        length = resp.content_length
-        if (
-            length is not None
-            and length > limit
-            and "Content-Encoding" not in resp.headers
-        ):
+        if plain and length is not None:  # larger than the limit
             raise _Failed(self._too_large(request, url, limit))
+        stream = resp.content
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -425,9 +449,7 @@ class Transport:
                 resp.close()  # the rest is not wanted: drop the connection
                 raise _Failed(self._too_large(request, url, limit))
             chunks.append(chunk)
-        if len(chunks) == 1:
-            return chunks[0]
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     @staticmethod
     def _too_large(request: Request, url: URL, limit: int) -> BodyTooLarge:
