@@ -34,18 +34,18 @@ async def fetch_all(
 ) -> list[Result]:
     """Fetch every URL and return the results in input order.
 
-    Opens a :class:`Fetcher` with the given options, fetches, and closes it,
+    Opens a [`Fetcher`][asyncfetch.Fetcher] with the given options, fetches, and closes it,
     leaving nothing behind. A failed URL never raises: it is a result with an
     ``error`` (and a 404 is a result with ``status == 404``).
 
     Args:
         urls: an iterable or async iterable of ``str``, ``yarl.URL`` or
-            :class:`Request`, read lazily.
+            [`Request`][asyncfetch.Request], read lazily.
         concurrency: requests in flight at once, all hosts together.
         per_host: requests in flight at once to one host.
         rate: request starts per second to one host.
-        timeout: seconds per attempt, or a :class:`Timeout`.
-        retries: retries after the first attempt, or a :class:`Retry`.
+        timeout: seconds per attempt, or a [`Timeout`][asyncfetch.Timeout].
+        retries: retries after the first attempt, or a [`Retry`][asyncfetch.Retry].
         max_bytes: the largest body kept, after decompression.
         max_redirects: redirects followed.
         headers: default headers for every request.
@@ -53,10 +53,10 @@ async def fetch_all(
         proxy: an http(s) proxy URL.
         session: your own ``aiohttp.ClientSession`` (used, never closed).
         max_host_failures: failures in a row that open a host's breaker.
-        progress: a callable receiving :class:`Stats` snapshots.
+        progress: a callable receiving [`Stats`][asyncfetch.Stats] snapshots.
 
     Returns:
-        One :class:`Result` per input item, in input order.
+        One [`Result`][asyncfetch.Result] per input item, in input order.
 
     Raises:
         ValueError: an option has a bad value; the message names it.

@@ -1,6 +1,6 @@
 """Options, resolved once at the edge into frozen, validated objects.
 
-Inner layers receive one :class:`Options`; nothing below this module looks
+Inner layers receive one ``Options``; nothing below this module looks
 at keyword arguments or re-checks a value.
 """
 
@@ -237,7 +237,7 @@ def _proxy(value: object) -> URL | None:
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """Every option of a Fetcher, validated; built by :meth:`from_kwargs`."""
+    """Every option of a Fetcher, validated; built by ``from_kwargs``."""
 
     concurrency: int = 100
     per_host: int | None = None

@@ -4,7 +4,7 @@ The server listens on loopback only (127.0.0.1, .2 and .3, or extra ports on
 127.0.0.1 where those cannot be bound) with fast, slow, missing, failing,
 redirecting, compressed, large and stalling pages, next to a closed port
 that stands for a host that is down. The demo streams the URLs through one
-:class:`~asyncfetch.Fetcher`, draws progress on stderr when it is a terminal,
+[`Fetcher`][asyncfetch.Fetcher], draws progress on stderr when it is a terminal,
 prints a table per host built from the results, and shuts everything down.
 """
 

@@ -1,6 +1,6 @@
 """The engine of a Fetcher: admission, workers, counters.
 
-Jobs wait in the :class:`~asyncfetch._scheduler.Scheduler` until a slot and
+Jobs wait in the ``Scheduler`` until a slot and
 their host allow them to start. A worker task runs one job at a time and,
 when it ends, takes the next admissible job itself, so in a steady state no
 task is created per request; workers are created only when a slot is free
@@ -96,7 +96,7 @@ class Engine:
     # -- admission -------------------------------------------------------
 
     def push(self, job: Job) -> None:
-        """Queue a job; call :meth:`dispatch` afterwards to start what can start."""
+        """Queue a job; call ``dispatch`` afterwards to start what can start."""
         self.sched.push(job.key, job, self.loop.time())
 
     def next_job(self) -> Job | None:

@@ -1,6 +1,6 @@
 """The exceptions asyncfetch raises or stores on a result.
 
-Every error a fetch can end with is a :class:`FetchError`; no aiohttp
+Every error a fetch can end with is a [`FetchError`][asyncfetch.FetchError]; no aiohttp
 exception ever reaches a caller (the original one may be the ``__cause__``)::
 
     FetchError(Exception)
@@ -57,7 +57,7 @@ class FetchError(Exception):
 
     Args:
         message: what went wrong; asyncfetch's own messages start with the URL.
-        request: the :class:`~asyncfetch.Request` that failed.
+        request: the [`Request`][asyncfetch.Request] that failed.
 
     Example:
         ```python
@@ -123,7 +123,7 @@ class SaveError(FetchError):
 
 
 class HTTPStatusError(FetchError):
-    """Raised by :meth:`Result.raise_for_status` for a status of 400 or more.
+    """Raised by [`raise_for_status`][asyncfetch.Result.raise_for_status] for a status of 400 or more.
 
     Args:
         message: the text of the error.

@@ -40,8 +40,8 @@ class _State(enum.Enum):
 class Fetcher:
     """Fetches many URLs concurrently through one session, fairly across hosts.
 
-    Use it as ``async with Fetcher(...) as f:`` and call :meth:`stream`,
-    :meth:`fetch_all`, :meth:`fetch` or :meth:`submit` inside; or give it
+    Use it as ``async with Fetcher(...) as f:`` and call [`stream`][asyncfetch.Fetcher.stream],
+    [`fetch_all`][asyncfetch.Fetcher.fetch_all], [`fetch`][asyncfetch.Fetcher.fetch] or [`submit`][asyncfetch.Fetcher.submit] inside; or give it
     ``urls`` and iterate over it directly, which opens and closes it for you.
 
     Every option is keyword-only and validated here, before any request.
@@ -49,14 +49,14 @@ class Fetcher:
     Args:
         urls: optional input for ``async for result in Fetcher(urls)``: any
             iterable or async iterable of ``str``, ``yarl.URL`` or
-            :class:`Request`, read lazily.
+            [`Request`][asyncfetch.Request], read lazily.
         concurrency: requests in flight at once, all hosts together.
         per_host: requests in flight at once to one host (scheme, host,
             port); ``None`` for no cap beyond ``concurrency``.
         rate: request starts per second to one host; ``None``: unlimited.
-        timeout: seconds per attempt, or a :class:`Timeout`. The clock starts
+        timeout: seconds per attempt, or a [`Timeout`][asyncfetch.Timeout]. The clock starts
             when the attempt gets its slot.
-        retries: retries after the first attempt, or a :class:`Retry`.
+        retries: retries after the first attempt, or a [`Retry`][asyncfetch.Retry].
         max_bytes: the largest body kept, counted after decompression;
             ``None``: no cap.
         max_redirects: redirects followed; one more gives ``TooManyRedirects``;
@@ -71,7 +71,7 @@ class Fetcher:
             yours.
         max_host_failures: attempts in a row ending before a response that
             open a host's breaker; ``None``: never.
-        progress: a callable that receives a :class:`Stats` snapshot as
+        progress: a callable that receives a [`Stats`][asyncfetch.Stats] snapshot as
             results arrive (at most every 0.1 s, and when a call ends).
 
     Raises:
@@ -215,7 +215,7 @@ class Fetcher:
 
         Args:
             urls: an iterable or async iterable of ``str``, ``yarl.URL`` or
-                :class:`Request`.
+                [`Request`][asyncfetch.Request].
             ordered: yield in input order instead of completion order.
 
         Raises:
@@ -251,7 +251,7 @@ class Fetcher:
 
         Args:
             urls: an iterable or async iterable of ``str``, ``yarl.URL`` or
-                :class:`Request`.
+                [`Request`][asyncfetch.Request].
 
         Raises:
             RuntimeError: the Fetcher is not open.
@@ -279,7 +279,7 @@ class Fetcher:
         Cancelling the future cancels the request.
 
         Args:
-            url: a ``str``, ``yarl.URL`` or :class:`Request`.
+            url: a ``str``, ``yarl.URL`` or [`Request`][asyncfetch.Request].
 
         Raises:
             RuntimeError: the Fetcher is not open.
@@ -301,7 +301,7 @@ class Fetcher:
         """Fetch one URL and return its result (errors are on the result).
 
         Args:
-            url: a ``str``, ``yarl.URL`` or :class:`Request`.
+            url: a ``str``, ``yarl.URL`` or [`Request`][asyncfetch.Request].
 
         Raises:
             RuntimeError: the Fetcher is not open.

@@ -1,6 +1,6 @@
 """From an input item to a Request that can be sent, or the reason it cannot.
 
-An item is a ``str``, a ``yarl.URL`` or a :class:`Request`. Anything else is
+An item is a ``str``, a ``yarl.URL`` or a [`Request`][asyncfetch.Request]. Anything else is
 a programming error (``TypeError``); a string that is not an absolute http(s)
 URL is data: it becomes one result whose error is ``InvalidURL``.
 """

@@ -46,7 +46,7 @@ class Request:
         params: query parameters added to the URL.
         data: the body: bytes, str, or a form mapping.
         json: a value sent as a JSON body (not together with ``data``).
-        timeout: seconds, a :class:`Timeout`, or ``None`` for the Fetcher's.
+        timeout: seconds, a [`Timeout`][asyncfetch.Timeout], or ``None`` for the Fetcher's.
         meta: any object of the caller's, handed back as ``result.meta``.
 
     Raises:
@@ -164,18 +164,18 @@ class Result:
 
     An HTTP error status is data, not an error: a 404 is a result with
     ``status == 404``, ``error is None`` and ``ok is False``. A result never
-    raises on access; call :meth:`raise_for_status` to turn it into an
+    raises on access; call [`raise_for_status`][asyncfetch.Result.raise_for_status] to turn it into an
     exception.
 
     Attributes:
-        request: the :class:`Request` asked for (a ``str`` input is a GET).
+        request: the [`Request`][asyncfetch.Request] asked for (a ``str`` input is a GET).
         url: the final URL after redirects; on an error, the last one requested.
         status: the HTTP status, or ``None`` when no response came.
         reason: the reason phrase, or ``None``.
         headers: the response headers, case-insensitive (empty when none).
         content: the body; ``b""`` when there is none, when it was saved to a
             file, and on error results except ``ParseError``.
-        error: ``None``, or the :class:`FetchError` that ended the last attempt.
+        error: ``None``, or the [`FetchError`][asyncfetch.FetchError] that ended the last attempt.
         attempts: attempts made; 0 when nothing was sent.
         elapsed: seconds from the first attempt's start to the end of the last.
         history: the URLs that answered with a redirect, the requested one first.

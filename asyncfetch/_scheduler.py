@@ -4,7 +4,7 @@ The scheduler holds the requests that have been read but not started, one
 FIFO queue per host (scheme, host, port). A host is *ready* when it has a
 waiting request, is below its ``per_host`` cap and is not held until a later
 time (a rate limit, a ``Retry-After`` pause, an open breaker, a crawl delay:
-whoever decides those calls :meth:`Scheduler.hold`). Ready hosts sit in a
+whoever decides those calls ``hold``). Ready hosts sit in a
 ring and are served round-robin, so a request held back by its own host never
 takes a global slot, and a busy host cannot starve the others.
 
@@ -134,7 +134,7 @@ class Scheduler(Generic[J]):
         return None
 
     def release(self, key: Hashable, now: float) -> None:
-        """A job of host ``key`` that :meth:`pop` started has ended."""
+        """A job of host ``key`` that ``pop`` started has ended."""
         host = self._hosts[key]
         host.active -= 1
         self.active -= 1

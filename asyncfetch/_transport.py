@@ -1,9 +1,9 @@
 """One attempt on aiohttp: the only module that talks to it or catches its errors.
 
 An attempt is one request and the redirects it leads to, under one
-:class:`~asyncfetch.Timeout`. It never raises for a network problem: every
+[`Timeout`][asyncfetch.Timeout]. It never raises for a network problem: every
 aiohttp, ``OSError``, ``ssl`` and timeout exception is translated here, most
-specific first, into the :class:`~asyncfetch.FetchError` stored on the
+specific first, into the [`FetchError`][asyncfetch.FetchError] stored on the
 result, with the original exception as ``__cause__``.
 
 Redirects are followed here rather than by aiohttp so that the history, the
