@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ._config import Options, Timeout
@@ -27,6 +28,7 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from yarl import URL
 
+    from ._progress import ProgressBar
     from ._runs import Run
 
 __all__ = ["Engine", "Job"]
@@ -90,7 +92,15 @@ class Engine:
         self.retries = 0
         self.by_status: dict[int, int] = {}
         progress = options.progress
-        self._progress = progress if callable(progress) else None
+        self.bar: ProgressBar | None = None
+        self._progress: Callable[[Stats], object] | None
+        if progress is True:
+            from ._progress import ProgressBar  # tqdm is imported only when asked for
+
+            self.bar = ProgressBar()
+            self._progress = self.bar
+        else:
+            self._progress = progress or None
         self._progress_at = 0.0
 
     # -- admission -------------------------------------------------------
@@ -253,3 +263,6 @@ class Engine:
         for task in tasks:
             task.cancel()
         await self.wait_tasks(tasks)
+        if self.bar is not None:
+            self.bar(self.stats())
+            self.bar.close()

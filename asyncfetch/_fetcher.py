@@ -237,7 +237,7 @@ class Fetcher:
     async def _stream(self, urls: URLs, ordered: bool) -> AsyncGenerator[Result, None]:
         run = StreamRun(self._open_engine("stream"), urls, ordered)
         try:
-            run.start()
+            run.start(urls)
             async for result in run.results():
                 yield result
         finally:
@@ -266,7 +266,7 @@ class Fetcher:
         engine = self._open_engine("fetch_all")
         run = ListRun(engine, urls)
         try:
-            run.start()
+            run.start(urls)
             return await run.collect()
         finally:
             await run.aclose()

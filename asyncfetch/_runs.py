@@ -55,9 +55,11 @@ class Run(abc.ABC):
 
     # -- input -----------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, urls: object = None) -> None:
         """Begin reading the input and fetching."""
         self.engine.runs.add(self)
+        if self.engine.bar is not None:
+            self.engine.bar.add_input(urls)
         if self._ait is not None:
             self._feeder = self.engine.loop.create_task(self._feed())
         else:

@@ -350,3 +350,24 @@ async def test_workers_are_reused_not_created_per_request(server: AppServer) -> 
         loop.set_task_factory(factory)
     assert all(r.ok for r in results)
     assert created < 100  # 400 requests on about 8 workers
+
+
+async def test_progress_bar_on_stderr(
+    server: AppServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await asyncfetch.fetch_all([server.url("/ok")] * 7 + ["bad"], progress=True)
+    err = capsys.readouterr().err
+    assert "8/8" in err
+    assert "ok=7" in err
+    assert "failed=1" in err
+
+
+async def test_progress_bar_without_a_known_total(
+    server: AppServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Fetcher(progress=True) as f:
+        async for _ in f.stream(server.url("/ok") for _ in range(5)):
+            pass
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert last.startswith("5 results [")  # no total: no "5/5"
+    assert "ok=5" in last
