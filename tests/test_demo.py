@@ -139,3 +139,13 @@ def test_listen_falls_back_to_127_0_0_1(monkeypatch: pytest.MonkeyPatch) -> None
     with _listen("127.0.0.2") as sock:
         assert sock.getsockname()[0] == "127.0.0.1"
         assert sock.getsockname()[1] > 0
+
+
+def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    from asyncfetch._cli import main
+
+    assert main(["demo"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # captured stderr is not a terminal: no progress
+    assert re.search(r"^\d+ done \(\d+ ok, \d+ failed\)", captured.out, re.MULTILINE)
+    assert "(down)" in captured.out
