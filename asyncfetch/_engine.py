@@ -77,7 +77,9 @@ class Engine:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.loop = asyncio.get_running_loop()
-        self.sched: Scheduler[Job] = Scheduler(options.concurrency, options.per_host)
+        self.sched: Scheduler[Job] = Scheduler(
+            options.concurrency, options.per_host, clock=self.loop.time
+        )
         self.transport = Transport(options)
         self.workers: dict[asyncio.Task[None], Job | None] = {}
         self.runs: set[Run] = set()
@@ -107,17 +109,16 @@ class Engine:
 
     def push(self, job: Job) -> None:
         """Queue a job; call ``dispatch`` afterwards to start what can start."""
-        self.sched.push(job.key, job, self.loop.time())
+        self.sched.push(job.key, job)
 
     def next_job(self) -> Job | None:
         """Take the next admissible job, skipping ones cancelled while waiting."""
         sched = self.sched
-        now = self.loop.time()
         while True:
-            job = sched.pop(now)
+            job = sched.pop()
             if job is None or not job.cancelled:
                 break
-            sched.release(job.key, now)
+            sched.release(job.key)
         if job is not None:
             job.run.active.add(job)
         return job
@@ -148,7 +149,7 @@ class Engine:
         self.dispatch()
 
     def _release(self, job: Job) -> None:
-        self.sched.release(job.key, self.loop.time())
+        self.sched.release(job.key)
         job.run.active.discard(job)
 
     # -- workers ---------------------------------------------------------

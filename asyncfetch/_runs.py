@@ -38,6 +38,7 @@ class Run(abc.ABC):
         self.completed = 0  # results produced
         self.delivered = 0  # results handed to the caller
         self.bound = engine.options.read_ahead
+        self.batch = max(1, min(64, self.bound // 8))
         self.exhausted = urls is None
         self.error: BaseException | None = None  # raise once the rest is delivered
         self.fatal: BaseException | None = None  # raise now
@@ -152,7 +153,13 @@ class Run(abc.ABC):
         if self.closed:
             return
         if self._it is not None:
-            if not self.exhausted and self.read - self.delivered < self.bound:
+            # Read in batches, not one item per result; but at once when a
+            # slot is free, as everything queued may be held back by its host.
+            room = self.bound - (self.read - self.delivered)
+            sched = self.engine.sched
+            if not self.exhausted and (
+                room >= self.batch or (room > 0 and sched.active < sched.concurrency)
+            ):
                 self.fill()
                 self.engine.dispatch()
         elif self._room is not None and not self._room.done():
@@ -192,7 +199,7 @@ class Run(abc.ABC):
         self.closed = True
         engine = self.engine
         engine.runs.discard(self)
-        engine.sched.remove(lambda job: job.run is self, engine.loop.time())
+        engine.sched.remove(lambda job: job.run is self)
         for job in self.active:
             if job.task is not None:
                 job.task.cancel()

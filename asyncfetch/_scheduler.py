@@ -8,13 +8,16 @@ whoever decides those calls ``hold``). Ready hosts sit in a
 ring and are served round-robin, so a request held back by its own host never
 takes a global slot, and a busy host cannot starve the others.
 
-Every method takes ``now`` from the caller's clock, which keeps the class
-testable without sleeping.
+The time comes from a clock given to the constructor (``time.monotonic`` by
+default, a fake one in tests), read only while some host is held, which
+keeps the class testable without sleeping and the common path free of
+clock reads.
 """
 
 from __future__ import annotations
 
 import heapq
+import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
@@ -42,11 +45,19 @@ class Scheduler(Generic[J]):
     Args:
         concurrency: jobs started and not yet released, all hosts together.
         per_host: the same for one host; ``None`` for no cap beyond ``concurrency``.
+        clock: returns the current time in seconds; read only when some host
+            is held (see :meth:`hold`).
     """
 
-    def __init__(self, concurrency: int, per_host: int | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        per_host: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.concurrency = concurrency
         self.per_host = per_host
+        self.clock = clock
         self.active = 0
         self.waiting = 0
         self._hosts: dict[Hashable, _Host[J]] = {}
@@ -63,11 +74,21 @@ class Scheduler(Generic[J]):
     def _capped(self, host: _Host[J]) -> bool:
         return self.per_host is not None and host.active >= self.per_host
 
-    def _offer(self, host: _Host[J], now: float) -> None:
+    def _held(self, host: _Host[J]) -> bool:
+        """Still held: ``ready_at`` is 0.0 for a host that was never held, or
+        whose hold has passed, so the clock is read only for held hosts."""
+        if not host.ready_at:
+            return False
+        if host.ready_at > self.clock():
+            return True
+        host.ready_at = 0.0
+        return False
+
+    def _offer(self, host: _Host[J]) -> None:
         """Put a host with waiting jobs where it belongs: the ring or the timers."""
         if host.in_ring or not host.waiting or self._capped(host):
             return
-        if host.ready_at > now:
+        if self._held(host):
             if not host.timed:
                 self._timer(host)
             return
@@ -79,23 +100,24 @@ class Scheduler(Generic[J]):
         self._seq += 1
         heapq.heappush(self._timers, (host.ready_at, self._seq, host))
 
-    def _wake(self, now: float) -> None:
+    def _wake(self) -> None:
         timers = self._timers
+        now = self.clock()
         while timers and timers[0][0] <= now:
             _, _, host = heapq.heappop(timers)
             host.timed = False
             if host.waiting:
-                self._offer(host, now)
-            elif host.ready_at > now:  # held again meanwhile
+                self._offer(host)
+            elif self._held(host):  # held again meanwhile
                 self._timer(host)
             else:
-                self._forget_if_idle(host, now)
+                self._forget_if_idle(host)
 
-    def _forget_if_idle(self, host: _Host[J], now: float) -> None:
-        if not host.waiting and not host.active and host.ready_at <= now:
+    def _forget_if_idle(self, host: _Host[J]) -> None:
+        if not host.waiting and not host.active and not self._held(host):
             self._hosts.pop(host.key, None)
 
-    def push(self, key: Hashable, job: J, now: float, *, front: bool = False) -> None:
+    def push(self, key: Hashable, job: J, *, front: bool = False) -> None:
         """Queue ``job`` for host ``key`` (at the head of its queue with ``front``)."""
         host = self._hosts.get(key)
         if host is None:
@@ -105,21 +127,22 @@ class Scheduler(Generic[J]):
         else:
             host.waiting.append(job)
         self.waiting += 1
-        self._offer(host, now)
+        if not host.in_ring:
+            self._offer(host)
 
-    def pop(self, now: float) -> J | None:
+    def pop(self) -> J | None:
         """Start the next job: a free global slot and a ready host; else ``None``."""
         if self.active >= self.concurrency:
             return None
         if self._timers:
-            self._wake(now)
+            self._wake()
         ring = self._ring
         while ring:
             host = ring[0]
-            if not host.waiting or self._capped(host) or host.ready_at > now:
+            if not host.waiting or self._capped(host) or self._held(host):
                 ring.popleft()
                 host.in_ring = False
-                self._offer(host, now)  # held since it was queued: to the timers
+                self._offer(host)  # held since it was queued: to the timers
                 continue
             job = host.waiting.popleft()
             host.active += 1
@@ -133,52 +156,54 @@ class Scheduler(Generic[J]):
             return job
         return None
 
-    def release(self, key: Hashable, now: float) -> None:
-        """A job of host ``key`` that ``pop`` started has ended."""
+    def release(self, key: Hashable) -> None:
+        """A job of host ``key`` that :meth:`pop` started has ended."""
         host = self._hosts[key]
         host.active -= 1
         self.active -= 1
         if host.waiting:
-            self._offer(host, now)
+            self._offer(host)
         else:
-            self._forget_if_idle(host, now)
+            self._forget_if_idle(host)
 
-    def hold(self, key: Hashable, until: float, now: float) -> None:
+    def hold(self, key: Hashable, until: float) -> None:
         """Start no job of host ``key`` before ``until`` (jobs under way go on)."""
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = _Host(key)
         if until > host.ready_at:
             host.ready_at = until
-        if host.in_ring and host.ready_at > now:
+        if not self._held(host):
+            return
+        if host.in_ring:
             self._ring.remove(host)
             host.in_ring = False
         if host.waiting:
-            self._offer(host, now)
-        elif not host.timed and host.ready_at > now:
+            self._offer(host)
+        elif not host.timed:
             # Remember the hold until it passes, then forget the idle host.
             self._timer(host)
 
     def held_until(self, key: Hashable) -> float:
-        """The time before which host ``key`` starts nothing (0.0 if never held)."""
+        """The time before which host ``key`` starts nothing (0.0 if not held)."""
         host = self._hosts.get(key)
-        return host.ready_at if host is not None else 0.0
+        return host.ready_at if host is not None and self._held(host) else 0.0
 
     def next_wakeup(self) -> float | None:
         """The earliest time a held host becomes ready, if any host is held."""
         return self._timers[0][0] if self._timers else None
 
-    def idle_slots(self, now: float) -> bool:
+    def idle_slots(self) -> bool:
         """True when a global slot is free but no waiting job can take it now."""
         if self.active >= self.concurrency:
             return False
         if self._timers:
-            self._wake(now)
+            self._wake()
         return not any(
-            h.waiting and not self._capped(h) and h.ready_at <= now for h in self._ring
+            h.waiting and not self._capped(h) and not self._held(h) for h in self._ring
         )
 
-    def remove(self, predicate: Callable[[J], bool], now: float) -> list[J]:
+    def remove(self, predicate: Callable[[J], bool]) -> list[J]:
         """Drop every waiting job for which ``predicate`` is true; return them."""
         removed: list[J] = []
         for host in list(self._hosts.values()):
@@ -192,7 +217,7 @@ class Scheduler(Generic[J]):
                 if host.in_ring:
                     self._ring.remove(host)
                     host.in_ring = False
-                self._forget_if_idle(host, now)
+                self._forget_if_idle(host)
         self.waiting -= len(removed)
         return removed
 

@@ -10,53 +10,67 @@ from hypothesis import strategies as st
 from asyncfetch._scheduler import Scheduler
 
 
-def drain(s: Scheduler[str], now: float = 0.0) -> list[str]:
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+def drain(s: Scheduler[str], now: float | None = None) -> list[str]:
+    if now is not None:
+        s.clock.now = now  # type: ignore[attr-defined]
     started = []
-    while (job := s.pop(now)) is not None:
+    while (job := s.pop()) is not None:
         started.append(job)
     return started
 
 
 def test_global_cap_and_fifo_within_a_host() -> None:
-    s: Scheduler[str] = Scheduler(concurrency=2)
+    s: Scheduler[str] = Scheduler(concurrency=2, clock=Clock())
     for i in range(5):
-        s.push("a", f"a{i}", 0.0)
+        s.push("a", f"a{i}")
     assert drain(s) == ["a0", "a1"]
     assert s.active == 2
     assert s.waiting == 3
-    s.release("a", 0.0)
+    s.release("a")
     assert drain(s) == ["a2"]
 
 
 def test_held_back_host_takes_no_global_slot() -> None:
     # Slow host first in the input, its cap reached: the other host's jobs
     # still get every free global slot.
-    s: Scheduler[str] = Scheduler(concurrency=10, per_host=2)
+    s: Scheduler[str] = Scheduler(concurrency=10, per_host=2, clock=Clock())
     for i in range(40):
-        s.push("slow", f"s{i}", 0.0)
+        s.push("slow", f"s{i}")
     for i in range(40):
-        s.push("fast", f"f{i}", 0.0)
+        s.push("fast", f"f{i}")
     started = drain(s)
     assert Counter(j[0] for j in started) == {"s": 2, "f": 2}
-    assert s.idle_slots(0.0)  # 6 free slots, nothing admissible
-    s.release("fast", 0.0)
+    assert s.idle_slots()  # 6 free slots, nothing admissible
+    s.release("fast")
     assert drain(s) == ["f2"]
 
 
 def test_round_robin_across_ready_hosts() -> None:
-    s: Scheduler[str] = Scheduler(concurrency=6)
+    s: Scheduler[str] = Scheduler(concurrency=6, clock=Clock())
     for i in range(3):
-        s.push("a", f"a{i}", 0.0)
+        s.push("a", f"a{i}")
     for i in range(3):
-        s.push("b", f"b{i}", 0.0)
+        s.push("b", f"b{i}")
     assert drain(s) == ["a0", "b0", "a1", "b1", "a2", "b2"]
 
 
 def test_hold_delays_a_host_until_its_time() -> None:
-    s: Scheduler[str] = Scheduler(concurrency=4)
-    s.hold("a", 5.0, now=0.0)
-    s.push("a", "a0", 0.0)
-    s.push("b", "b0", 0.0)
+    s: Scheduler[str] = Scheduler(concurrency=4, clock=Clock())
+    s.hold("a", 5.0)
+    s.push("a", "a0")
+    s.push("b", "b0")
     assert drain(s, 0.0) == ["b0"]
     assert s.next_wakeup() == 5.0
     assert s.held_until("a") == 5.0
@@ -66,50 +80,51 @@ def test_hold_delays_a_host_until_its_time() -> None:
 
 
 def test_hold_while_in_the_ready_ring() -> None:
-    s: Scheduler[str] = Scheduler(concurrency=1)
-    s.push("a", "a0", 0.0)
-    s.push("a", "a1", 0.0)
+    s: Scheduler[str] = Scheduler(concurrency=1, clock=Clock())
+    s.push("a", "a0")
+    s.push("a", "a1")
     assert drain(s) == ["a0"]
-    s.hold("a", 2.0, now=1.0)  # a pause arrives while a1 waits
-    s.release("a", 1.0)
+    s.clock.now = 1.0  # type: ignore[attr-defined]
+    s.hold("a", 2.0)  # a pause arrives while a1 waits
+    s.release("a")
     assert drain(s, 1.5) == []
     assert drain(s, 2.0) == ["a1"]
 
 
 def test_push_front_puts_a_job_at_the_head_of_its_host() -> None:
-    s: Scheduler[str] = Scheduler(concurrency=1)
-    s.push("a", "a0", 0.0)
-    s.push("a", "retry", 0.0, front=True)
+    s: Scheduler[str] = Scheduler(concurrency=1, clock=Clock())
+    s.push("a", "a0")
+    s.push("a", "retry", front=True)
     assert drain(s) == ["retry"]
 
 
 def test_remove_drops_waiting_jobs_and_idle_hosts() -> None:
-    s: Scheduler[str] = Scheduler(concurrency=1)
+    s: Scheduler[str] = Scheduler(concurrency=1, clock=Clock())
     for job in ["x1", "y1", "x2"]:
-        s.push(job[0], job, 0.0)
+        s.push(job[0], job)
     assert drain(s) == ["x1"]
-    assert sorted(s.remove(lambda j: j.startswith("y"), 0.0)) == ["y1"]
+    assert sorted(s.remove(lambda j: j.startswith("y"))) == ["y1"]
     assert s.waiting == 1
     assert sorted(s.waiting_jobs()) == ["x2"]
-    s.release("x", 0.0)
+    s.release("x")
     assert drain(s) == ["x2"]
-    s.release("x", 0.0)
+    s.release("x")
     assert s.host_active("x") == 0
     assert "hosts=0" in repr(s)
 
 
 def test_hosts_are_forgotten_when_idle() -> None:
-    s: Scheduler[str] = Scheduler(concurrency=10)
+    s: Scheduler[str] = Scheduler(concurrency=10, clock=Clock())
     for i in range(1000):
-        s.push(f"h{i}", f"h{i}", 0.0)
+        s.push(f"h{i}", f"h{i}")
     done = 0
     while started := drain(s):
         for job_host in started:
-            s.release(job_host, 0.0)
+            s.release(job_host)
             done += 1
     assert done == 1000
     assert "hosts=0" in repr(s)
-    s.hold("h", 1.0, now=0.0)
+    s.hold("h", 1.0)
     assert drain(s, 2.0) == []
     assert "hosts=0" in repr(s)
 
@@ -130,7 +145,8 @@ ops = st.lists(
 @given(concurrency=st.integers(1, 5), per_host=st.none() | st.integers(1, 3), ops=ops)
 def test_invariants(concurrency: int, per_host: int | None, ops: list) -> None:
     """Caps hold, FIFO per host, nothing lost, and the scheduler is work-conserving."""
-    s: Scheduler[tuple[int, int]] = Scheduler(concurrency, per_host)
+    clock = Clock()
+    s: Scheduler[tuple[int, int]] = Scheduler(concurrency, per_host, clock=clock)
     now = 0.0
     seq = 0
     running: list[tuple[int, int]] = []
@@ -138,11 +154,11 @@ def test_invariants(concurrency: int, per_host: int | None, ops: list) -> None:
     held: dict[int, float] = {}
     for op, arg in ops:
         if op == "push":
-            s.push(arg, (arg, seq), now)
+            s.push(arg, (arg, seq))
             queued[arg].append(seq)
             seq += 1
         elif op == "pop":
-            job = s.pop(now)
+            job = s.pop()
             if job is not None:
                 host, n = job
                 assert queued[host][0] == n  # FIFO within a host
@@ -159,14 +175,27 @@ def test_invariants(concurrency: int, per_host: int | None, ops: list) -> None:
                     )
         elif op == "release" and running:
             host, _ = running.pop(arg % len(running))
-            s.release(host, now)
+            s.release(host)
         elif op == "hold":
             until = now + 2
-            s.hold(arg, until, now)
+            s.hold(arg, until)
             held[arg] = max(held.get(arg, 0.0), until)
         elif op == "tick":
             now += arg
+            clock.now = now
         assert s.active == len(running) <= concurrency
         if per_host is not None:
             assert max(Counter(h for h, _ in running).values(), default=0) <= per_host
         assert s.waiting == sum(len(v) for v in queued.values())
+
+
+def test_the_clock_is_read_only_while_a_host_is_held() -> None:
+    clock = Clock()
+    s: Scheduler[str] = Scheduler(concurrency=2, per_host=1, clock=clock)
+    for i in range(50):
+        s.push(f"h{i % 3}", f"h{i % 3}")
+        for host in drain(s):
+            s.release(host)
+    assert clock.reads == 0
+    s.hold("h0", 1.0)
+    assert clock.reads > 0
