@@ -29,7 +29,10 @@ def as_request(item: object) -> Request:
         TypeError: the item is not a str, a yarl.URL or a Request.
     """
     if isinstance(item, str):
-        return Request._get(to_url(item))
+        try:
+            return Request._get(URL(item))
+        except ValueError:
+            return Request._get(to_url(item))
     if isinstance(item, Request):
         return item
     if isinstance(item, URL):

@@ -31,6 +31,8 @@ __all__ = ["ListRun", "Run", "StreamRun", "SubmitRun"]
 class Run(abc.ABC):
     """The input, jobs and results of one call."""
 
+    keeps_order = False  # True: placeholder() is called for each item read
+
     def __init__(self, engine: Engine, urls: Any = None) -> None:
         self.engine = engine
         self.active: set[Job] = set()  # started jobs
@@ -132,7 +134,8 @@ class Run(abc.ABC):
         """Queue a job for ``request``, or complete it at once as ``InvalidURL``."""
         index = self.read
         self.read = index + 1
-        self.placeholder()
+        if self.keeps_order:
+            self.placeholder()
         url = check_url(request)
         engine = self.engine
         if isinstance(url, InvalidURL):
@@ -275,6 +278,8 @@ class StreamRun(Run):
 
 class ListRun(Run):
     """Every result, in input order, as one list (``fetch_all``)."""
+
+    keeps_order = True
 
     def __init__(self, engine: Engine, urls: Any) -> None:
         super().__init__(engine, urls)

@@ -57,6 +57,8 @@ class Scheduler(Generic[J]):
     ) -> None:
         self.concurrency = concurrency
         self.per_host = per_host
+        # per_host=None caps nothing beyond concurrency, which is that cap.
+        self._cap = per_host if per_host is not None else concurrency
         self.clock = clock
         self.active = 0
         self.waiting = 0
@@ -72,7 +74,7 @@ class Scheduler(Generic[J]):
         )
 
     def _capped(self, host: _Host[J]) -> bool:
-        return self.per_host is not None and host.active >= self.per_host
+        return host.active >= self._cap
 
     def _held(self, host: _Host[J]) -> bool:
         """Still held: ``ready_at`` is 0.0 for a host that was never held, or
@@ -137,18 +139,24 @@ class Scheduler(Generic[J]):
         if self._timers:
             self._wake()
         ring = self._ring
+        cap = self._cap
         while ring:
             host = ring[0]
-            if not host.waiting or self._capped(host) or self._held(host):
+            waiting = host.waiting
+            if (
+                not waiting
+                or host.active >= cap
+                or (host.ready_at and self._held(host))
+            ):
                 ring.popleft()
                 host.in_ring = False
                 self._offer(host)  # held since it was queued: to the timers
                 continue
-            job = host.waiting.popleft()
+            job = waiting.popleft()
             host.active += 1
             self.active += 1
             self.waiting -= 1
-            if host.waiting and not self._capped(host):
+            if waiting and host.active < cap:
                 ring.rotate(-1)
             else:
                 ring.popleft()

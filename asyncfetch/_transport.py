@@ -182,6 +182,8 @@ class Transport:
         self._session: aiohttp.ClientSession | None = options.session
         self._owns_session = options.session is None
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        self._last_timeout: Timeout | None = None
+        self._last_client_timeout = aiohttp.ClientTimeout()
         self.bytes_received = 0
         headers: CIMultiDict[str] = CIMultiDict(options.headers)
         session_headers = options.session.headers if options.session is not None else {}
@@ -246,10 +248,13 @@ class Transport:
         """The aiohttp timeout of one hop: the whole budget for the first hop,
         what is left of it for a redirect."""
         if deadline is None:
+            if timeout is self._last_timeout:  # nearly always: the Fetcher's
+                return self._last_client_timeout
             cached = self._timeouts.get(timeout)
             if cached is None:
                 cached = _client_timeout(timeout, timeout.total)
                 self._timeouts[timeout] = cached
+            self._last_timeout, self._last_client_timeout = timeout, cached
             return cached
         remaining = deadline - time.monotonic()
         if remaining <= 0:
