@@ -107,10 +107,6 @@ class Engine:
 
     # -- admission -------------------------------------------------------
 
-    def push(self, job: Job) -> None:
-        """Queue a job; call ``dispatch`` afterwards to start what can start."""
-        self.sched.push(job.key, job)
-
     def next_job(self) -> Job | None:
         """Take the next admissible job, skipping ones cancelled while waiting."""
         sched = self.sched
@@ -157,15 +153,17 @@ class Engine:
     async def _work(self, job: Job) -> None:
         me = cast("asyncio.Task[None]", asyncio.current_task())
         workers = self.workers
-        transport = self.transport
+        attempt = self.transport.attempt
+        sched = self.sched
         while True:
             run = job.run
             failure: Exception | None = None
             try:
-                result = await transport.attempt(job.request, job.url, job.timeout)
+                result = await attempt(job.request, job.url, job.timeout)
             except Exception as exc:  # a bug: the run raises it to its caller
                 failure = exc
-            self._release(job)
+            sched.release(job.key)
+            run.active.discard(job)
             # Take the next job before delivering: delivering may read more
             # input and dispatch, which must find this worker's slot taken
             # (otherwise every request would start a new task).

@@ -8,15 +8,14 @@ URL is data: it becomes one result whose error is ``InvalidURL``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterable, Iterable
 
 from yarl import URL
 
 from ._errors import InvalidURL
 from ._models import Request, to_url
 
-__all__ = ["HostKey", "as_request", "check_url", "host_key", "is_async", "sync_items"]
+__all__ = ["HostKey", "as_request", "check_url", "is_async"]
 
 HostKey = tuple[str, str, int]
 HTTP_SCHEMES = frozenset({"http", "https"})
@@ -46,16 +45,15 @@ def as_request(item: object) -> Request:
 _NOT_IN_A_HOST = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
-def _bad_host(host: str | None) -> bool:
-    return not host or _NOT_IN_A_HOST.search(host) is not None
-
-
-def check_url(request: Request) -> URL | InvalidURL:
-    """The URL to send (``params`` applied), or an ``InvalidURL`` saying why not."""
+def check_url(request: Request) -> tuple[URL, HostKey] | InvalidURL:
+    """The URL to send (``params`` applied) and its host key, or an
+    ``InvalidURL`` saying why not."""
     url = request.url
-    if url.scheme not in HTTP_SCHEMES or _bad_host(url.raw_host):
-        if url.is_absolute() and url.scheme and url.scheme not in HTTP_SCHEMES:
-            why = f"scheme {url.scheme!r} is not http or https"
+    scheme = url.scheme
+    host = url.raw_host
+    if scheme not in HTTP_SCHEMES or not host or _NOT_IN_A_HOST.search(host):
+        if url.is_absolute() and scheme and scheme not in HTTP_SCHEMES:
+            why = f"scheme {scheme!r} is not http or https"
         else:
             why = "not an absolute http(s) URL"
         return InvalidURL(f"{url.human_repr()}: {why}", request=request)
@@ -64,12 +62,7 @@ def check_url(request: Request) -> URL | InvalidURL:
             url = url.extend_query(request.params)
         except (TypeError, ValueError) as exc:
             return InvalidURL(f"{url}: bad params: {exc}", request=request)
-    return url
-
-
-def host_key(url: URL) -> HostKey:
-    """The (scheme, host, port) a request is limited and paused by."""
-    return (url.scheme, url.raw_host or "", url.port or 0)
+    return url, (scheme, host, url.port or 0)
 
 
 def is_async(urls: object) -> bool:
@@ -91,13 +84,3 @@ def is_async(urls: object) -> bool:
     raise TypeError(
         f"urls must be an iterable or async iterable of URLs, not {type(urls).__name__}"
     )
-
-
-def sync_items(urls: Iterable[Any]) -> Iterator[Any]:
-    """An iterator over a plain iterable input."""
-    return iter(urls)
-
-
-def async_items(urls: AsyncIterable[Any]) -> AsyncIterator[Any]:
-    """An async iterator over an async iterable input."""
-    return aiter(urls)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._engine import Engine, Job
 from ._errors import InvalidURL
-from ._input import as_request, check_url, host_key, is_async
+from ._input import as_request, check_url, is_async
 from ._models import Request, Result
 
 __all__ = ["ListRun", "Run", "StreamRun", "SubmitRun"]
@@ -136,16 +136,15 @@ class Run(abc.ABC):
         self.read = index + 1
         if self.keeps_order:
             self.placeholder()
-        url = check_url(request)
+        checked = check_url(request)
         engine = self.engine
-        if isinstance(url, InvalidURL):
-            engine.complete(self, index, Result(request, request.url, error=url))
+        if isinstance(checked, InvalidURL):
+            engine.complete(self, index, Result(request, request.url, error=checked))
             return None
-        timeout = (
-            request.timeout if request.timeout is not None else engine.options.timeout
-        )
-        job = Job(request, url, host_key(url), self, index, timeout)
-        engine.push(job)
+        url, key = checked
+        timeout = request.timeout
+        job = Job(request, url, key, self, index, timeout or engine.options.timeout)
+        engine.sched.push(key, job)
         return job
 
     def placeholder(self) -> None:
@@ -293,7 +292,14 @@ class ListRun(Run):
         self.results[index] = result
         self.completed += 1
         self.delivered += 1
-        self.progressed()
+        if self.exhausted:
+            if self.completed == self.read:
+                self.wake()
+            return
+        sched = self.engine.sched
+        room = self.bound - (self.read - self.delivered)
+        if room >= self.batch or sched.active < sched.concurrency:
+            self.progressed()
 
     def wake(self) -> None:
         if not self.done.done() and (self.finished or self.fatal or self.closed):

@@ -130,7 +130,11 @@ class Scheduler(Generic[J]):
             host.waiting.append(job)
         self.waiting += 1
         if not host.in_ring:
-            self._offer(host)
+            if host.active < self._cap and not host.ready_at:  # the common case
+                host.in_ring = True
+                self._ring.append(host)
+            else:
+                self._offer(host)
 
     def pop(self) -> J | None:
         """Start the next job: a free global slot and a ready host; else ``None``."""
@@ -170,7 +174,15 @@ class Scheduler(Generic[J]):
         host.active -= 1
         self.active -= 1
         if host.waiting:
-            self._offer(host)
+            if host.in_ring:
+                return
+            if not host.ready_at:  # below its cap now: ready
+                host.in_ring = True
+                self._ring.append(host)
+            else:
+                self._offer(host)
+        elif not host.active and not host.ready_at:
+            del self._hosts[key]
         else:
             self._forget_if_idle(host)
 

@@ -290,7 +290,7 @@ class Transport:
         first = t0 if started is None else started
         deadline: float | None = None  # the first hop has the whole budget
         method = request.method
-        headers = self._headers_for(request)
+        headers = self._default if not request.headers else self._headers_for(request)
         data, json = request.data, request.json
         history: list[URL] = []
         status: int | None = None
@@ -308,7 +308,11 @@ class Transport:
                     json=json,
                     allow_redirects=False,
                     raise_for_status=False,
-                    timeout=self._timeout(timeout, deadline),
+                    timeout=(
+                        self._last_client_timeout
+                        if timeout is self._last_timeout and deadline is None
+                        else self._timeout(timeout, deadline)
+                    ),
                     proxy=self._proxy,
                     ssl=self._ssl,
                 )
@@ -316,8 +320,10 @@ class Transport:
                 try:
                     status, reason = resp.status, resp.reason
                     resp_headers = resp.headers
-                    location = resp_headers.get("Location")
-                    if status not in REDIRECTS or location is None:
+                    location = (
+                        resp_headers.get("Location") if status in REDIRECTS else None
+                    )
+                    if location is None:
                         content = await self._read(resp, request, url)
                         return self._result(
                             request, url, resp, content, attempts, first, history

@@ -11,7 +11,7 @@ from yarl import URL
 
 import asyncfetch
 from asyncfetch import Request, Result, Stats, Timeout
-from asyncfetch._input import as_request, check_url, host_key
+from asyncfetch._input import as_request, check_url
 
 
 def make(
@@ -214,14 +214,16 @@ def test_invalid_urls_are_data(text: str) -> None:
 
 
 def test_valid_urls_and_host_keys() -> None:
-    url = check_url(Request("HTTP://Example.COM:80/a?b=1#f", params={"c": "2"}))
-    assert isinstance(url, URL)
+    checked = check_url(Request("HTTP://Example.COM:80/a?b=1#f", params={"c": "2"}))
+    assert not isinstance(checked, asyncfetch.InvalidURL)
+    url, key = checked
     assert url.query["c"] == "2"
-    assert host_key(url) == ("http", "example.com", 80)
-    assert host_key(URL("https://h/")) == ("https", "h", 443)
+    assert key == ("http", "example.com", 80)
+    assert check_url(Request("https://h/")) == (URL("https://h/"), ("https", "h", 443))
     assert as_request(URL("http://h/")).url == URL("http://h/")
     req = Request("http://h/")
     assert as_request(req) is req
+    assert as_request("http://[::1").url == URL.build(path="http://[::1", encoded=True)
     bad = check_url(Request("http://h/", params=object()))
     assert isinstance(bad, asyncfetch.InvalidURL)
     with pytest.raises(TypeError, match="int"):

@@ -1,0 +1,130 @@
+"""Benchmark HTTP server -- the *aiohttp fallback server*.
+
+A small, fast aiohttp.web server (on uvloop when importable) used as the
+target of the benchmarks. A later issue adds nginx as the preferred server;
+this one is the fallback that needs nothing beyond the project's own deps.
+
+Routes:
+
+* ``GET /bytes/{n}``  -> ``n`` bytes of ``b"x"`` (keep-alive, cached payloads)
+* ``GET /delay/{ms}`` -> sleeps ``ms`` milliseconds, then a 2-byte body
+
+Usage::
+
+    python benchmarks/server.py [--host 127.0.0.1] [--port 0]
+
+Prints ``READY <port>`` on stdout once listening. Stops on SIGTERM/SIGINT,
+after ``--max-seconds`` (a safety bound), and -- with ``--exit-on-stdin-eof``
+-- when its parent closes stdin (so it never outlives the harness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+SERVER_LABEL = "aiohttp fallback server (aiohttp.web)"
+MAX_BYTES = 64 * 1024 * 1024
+MAX_DELAY_MS = 60_000
+
+_payloads: dict[int, bytes] = {}
+
+
+async def handle_bytes(request: web.Request) -> web.Response:
+    """Return exactly ``n`` bytes."""
+    try:
+        n = int(request.match_info["n"])
+    except ValueError:
+        raise web.HTTPBadRequest(text="n must be an integer") from None
+    if not 0 <= n <= MAX_BYTES:
+        raise web.HTTPBadRequest(text=f"n must be in [0, {MAX_BYTES}]")
+    body = _payloads.get(n)
+    if body is None:
+        body = _payloads[n] = b"x" * n
+    return web.Response(body=body, content_type="application/octet-stream")
+
+
+async def handle_delay(request: web.Request) -> web.Response:
+    """Sleep ``ms`` milliseconds, then answer ``ok``."""
+    try:
+        ms = int(request.match_info["ms"])
+    except ValueError:
+        raise web.HTTPBadRequest(text="ms must be an integer") from None
+    if not 0 <= ms <= MAX_DELAY_MS:
+        raise web.HTTPBadRequest(text=f"ms must be in [0, {MAX_DELAY_MS}]")
+    await asyncio.sleep(ms / 1000)
+    return web.Response(body=b"ok", content_type="text/plain")
+
+
+def make_app() -> web.Application:
+    """Build the aiohttp application."""
+    app = web.Application()
+    app.router.add_get("/bytes/{n}", handle_bytes)
+    app.router.add_get("/delay/{ms}", handle_delay)
+    return app
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Block until stdin hits EOF (parent gone), then signal ``stop``."""
+    with contextlib.suppress(Exception):
+        while sys.stdin.buffer.read(65536):
+            pass
+    with contextlib.suppress(RuntimeError):  # loop already closed
+        loop.call_soon_threadsafe(stop.set)
+
+
+async def serve(host: str, port: int, max_seconds: float, stdin_eof: bool) -> None:
+    """Serve until a signal, stdin EOF or ``max_seconds`` elapse."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if stdin_eof:
+        threading.Thread(target=_watch_stdin, args=(loop, stop), daemon=True).start()
+
+    runner = web.AppRunner(make_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    bound_port = runner.addresses[0][1]
+    print(f"READY {bound_port}", flush=True)
+    try:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max_seconds)
+    finally:
+        await runner.cleanup()
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> str:
+    """Run ``coro`` on uvloop if importable, else asyncio; return loop name."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return "asyncio"
+    uvloop.run(coro)
+    return "uvloop"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 = pick a free port")
+    p.add_argument("--max-seconds", type=float, default=4 * 3600.0)
+    p.add_argument("--exit-on-stdin-eof", action="store_true")
+    args = p.parse_args(argv)
+    _run(serve(args.host, args.port, args.max_seconds, args.exit_on_stdin_eof))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
