@@ -28,7 +28,7 @@ J = TypeVar("J")
 
 
 class _Host(Generic[J]):
-    __slots__ = ("active", "in_ring", "key", "ready_at", "timed", "waiting")
+    __slots__ = ("active", "in_ring", "key", "ready_at", "tat", "timed", "waiting")
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
@@ -37,6 +37,7 @@ class _Host(Generic[J]):
         self.ready_at = 0.0
         self.in_ring = False
         self.timed = False  # has an entry in the timer heap
+        self.tat = 0.0  # rate limit: the theoretical arrival time (GCRA)
 
 
 class Scheduler(Generic[J]):
@@ -46,7 +47,9 @@ class Scheduler(Generic[J]):
         concurrency: jobs started and not yet released, all hosts together.
         per_host: the same for one host; ``None`` for no cap beyond ``concurrency``.
         clock: returns the current time in seconds; read only when some host
-            is held (see :meth:`hold`).
+            is held (see ``hold``) or ``rate`` is set.
+        rate: starts per second to one host, a token bucket holding
+            ``max(1, rate)`` tokens, full at first; ``None``: unlimited.
     """
 
     def __init__(
@@ -54,9 +57,16 @@ class Scheduler(Generic[J]):
         concurrency: int,
         per_host: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rate: float | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.per_host = per_host
+        self.rate = rate
+        # The token bucket as GCRA (the generic cell rate algorithm, as in
+        # aiometer): one start per ``interval``, with a burst of
+        # max(1, rate) starts when the bucket is full.
+        self._interval = 1.0 / rate if rate else 0.0
+        self._tolerance = (max(1.0, rate) - 1.0) * self._interval if rate else 0.0
         # per_host=None caps nothing beyond concurrency, which is that cap.
         self._cap = per_host if per_host is not None else concurrency
         self.clock = clock
@@ -97,10 +107,11 @@ class Scheduler(Generic[J]):
         host.in_ring = True
         self._ring.append(host)
 
-    def _timer(self, host: _Host[J]) -> None:
+    def _timer(self, host: _Host[J], at: float | None = None) -> None:
         host.timed = True
         self._seq += 1
-        heapq.heappush(self._timers, (host.ready_at, self._seq, host))
+        when = host.ready_at if at is None else at
+        heapq.heappush(self._timers, (when, self._seq, host))
 
     def _wake(self) -> None:
         timers = self._timers
@@ -117,6 +128,10 @@ class Scheduler(Generic[J]):
 
     def _forget_if_idle(self, host: _Host[J]) -> None:
         if not host.waiting and not host.active and not self._held(host):
+            if host.tat and host.tat > self.clock():  # its bucket is not full yet
+                if not host.timed:
+                    self._timer(host, at=host.tat)  # forget it once it is
+                return
             self._hosts.pop(host.key, None)
 
     def push(self, key: Hashable, job: J, *, front: bool = False) -> None:
@@ -156,6 +171,16 @@ class Scheduler(Generic[J]):
                 host.in_ring = False
                 self._offer(host)  # held since it was queued: to the timers
                 continue
+            if self.rate is not None:
+                now = self.clock()
+                wait = host.tat - self._tolerance - now
+                if wait > 0:  # no token yet: held until there is one
+                    host.ready_at = now + wait
+                    ring.popleft()
+                    host.in_ring = False
+                    self._timer(host)
+                    continue
+                host.tat = max(host.tat, now) + self._interval
             job = waiting.popleft()
             host.active += 1
             self.active += 1
@@ -181,7 +206,7 @@ class Scheduler(Generic[J]):
                 self._ring.append(host)
             else:
                 self._offer(host)
-        elif not host.active and not host.ready_at:
+        elif not host.active and not host.ready_at and not host.tat:
             del self._hosts[key]
         else:
             self._forget_if_idle(host)
@@ -203,6 +228,26 @@ class Scheduler(Generic[J]):
         elif not host.timed:
             # Remember the hold until it passes, then forget the idle host.
             self._timer(host)
+
+    def reserve(self, key: Hashable) -> float:
+        """Seconds until host ``key`` may start one more request (a redirect
+        hop, which holds its slot already), taking its token now.
+
+        The wait covers the host's hold (a pause) and its rate limit.
+        """
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(key)
+        if not host.ready_at and self.rate is None:
+            return 0.0
+        now = self.clock()
+        start = max(now, host.ready_at)
+        if self.rate is not None:
+            start = max(start, host.tat - self._tolerance)
+            host.tat = max(host.tat, start) + self._interval
+        if not host.waiting and not host.active and not host.timed:
+            self._timer(host, at=max(host.tat, host.ready_at))  # forget it later
+        return start - now
 
     def held_until(self, key: Hashable) -> float:
         """The time before which host ``key`` starts nothing (0.0 if not held)."""
