@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from . import _breaker
+from ._breaker import Breaker, Gate
 from ._config import Options, Timeout
+from ._errors import HostDown
 from ._input import HostKey
 from ._models import Request, Result, Stats
+from ._retry import PAUSE_STATUSES, is_retryable, pause_for, resendable, retry_delay
 from ._scheduler import Scheduler
 from ._transport import Transport
 
@@ -42,13 +47,17 @@ class Job:
     """One request on its way: where it goes, whose it is, who runs it."""
 
     __slots__ = (
+        "attempts",
         "cancelled",
         "index",
         "key",
+        "probe",
         "request",
         "run",
+        "started",
         "task",
         "timeout",
+        "timer",
         "url",
     )
 
@@ -69,6 +78,16 @@ class Job:
         self.timeout = timeout
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False
+        self.attempts = 0  # attempts started so far
+        self.started = 0.0  # when the first one started (time.monotonic)
+        self.probe = False  # the one request let through an open breaker
+        self.timer: asyncio.TimerHandle | None = None  # waiting to be retried
+
+    def drop_timer(self) -> None:
+        """Cancel a pending retry (the job's run or future was cancelled)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class Engine:
@@ -78,8 +97,15 @@ class Engine:
         self.options = options
         self.loop = asyncio.get_running_loop()
         self.sched: Scheduler[Job] = Scheduler(
-            options.concurrency, options.per_host, clock=self.loop.time
+            options.concurrency,
+            options.per_host,
+            clock=self.loop.time,
+            rate=options.rate,
         )
+        self.breaker = Breaker(options.max_host_failures, cooldown=_breaker.COOLDOWN)
+        self.retry = options.retry
+        self._down: list[Job] = []  # popped while their host's breaker was open
+        self._failing_down = False
         self.transport = Transport(options)
         self.workers: dict[asyncio.Task[None], Job | None] = {}
         self.runs: set[Run] = set()
@@ -108,16 +134,51 @@ class Engine:
     # -- admission -------------------------------------------------------
 
     def next_job(self) -> Job | None:
-        """Take the next admissible job, skipping ones cancelled while waiting."""
+        """Take the next admissible job.
+
+        Jobs cancelled while waiting are skipped; jobs whose host's breaker is
+        open are set aside for :meth:`fail_down` (they fail with HostDown).
+        """
         sched = self.sched
+        breaker = self.breaker
         while True:
             job = sched.pop()
-            if job is None or not job.cancelled:
-                break
-            sched.release(job.key)
-        if job is not None:
+            if job is None:
+                return None
+            if job.cancelled:
+                sched.release(job.key)
+                continue
+            if len(breaker):  # some host has failures on record
+                gate = breaker.gate(job.key, self.loop.time())
+                if gate is Gate.DOWN:
+                    sched.release(job.key)
+                    self._down.append(job)
+                    continue
+                job.probe = gate is Gate.PROBE
             job.run.active.add(job)
-        return job
+            return job
+
+    def fail_down(self) -> None:
+        """Complete the jobs set aside by an open breaker with HostDown."""
+        if self._failing_down:
+            return  # re-entered through a delivery: the loop below goes on
+        self._failing_down = True
+        try:
+            down = self._down
+            while down:
+                self._host_down(down.pop())
+        finally:
+            self._failing_down = False
+
+    def _host_down(self, job: Job) -> None:
+        host = f"{job.url.scheme}://{job.url.host}:{job.url.port}"
+        message = self.breaker.down_message(job.key, host)
+        error = HostDown(f"{job.url}: {message}", request=job.request)
+        elapsed = time.monotonic() - job.started if job.attempts else 0.0
+        result = Result(
+            job.request, job.url, error=error, attempts=job.attempts, elapsed=elapsed
+        )
+        self.complete(job.run, job.index, result)
 
     def dispatch(self) -> None:
         """Start a worker for each free slot that a waiting job can take."""
@@ -133,6 +194,8 @@ class Engine:
             job.task = task
             self.workers[task] = job
             task.add_done_callback(self._worker_done)
+        if self._down:
+            self.fail_down()
         wake = sched.next_wakeup()
         if wake is not None and (self._timer is None or wake < self._timer_at):
             if self._timer is not None:
@@ -158,12 +221,28 @@ class Engine:
         while True:
             run = job.run
             failure: Exception | None = None
+            if job.attempts:
+                self.retries += 1
+            else:
+                job.started = time.monotonic()
+            job.attempts += 1
             try:
-                result = await attempt(job.request, job.url, job.timeout)
+                result = await attempt(
+                    job.request,
+                    job.url,
+                    job.timeout,
+                    attempts=job.attempts,
+                    started=job.started,
+                    hop=self._hop,
+                )
             except Exception as exc:  # a bug: the run raises it to its caller
                 failure = exc
             sched.release(job.key)
             run.active.discard(job)
+            if failure is None:
+                self._judge_host(
+                    job, result
+                )  # breaker and pause, before the next start
             # Take the next job before delivering: delivering may read more
             # input and dispatch, which must find this worker's slot taken
             # (otherwise every request would start a new task).
@@ -174,16 +253,10 @@ class Engine:
             try:
                 if failure is not None:
                     run.fail(job.index, failure)
-                else:
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug(
-                            "%s %s -> %s in %.3fs",
-                            job.request.method,
-                            job.url,
-                            result.status if result.error is None else result.error,
-                            result.elapsed,
-                        )
+                elif not self._retry_later(job, result):
                     self.complete(run, job.index, result)
+                if self._down:
+                    self.fail_down()
             except Exception as exc:  # from the caller's progress callable
                 run.fail(job.index, exc)
             if next_job is None:
@@ -192,12 +265,106 @@ class Engine:
                 return
             job = next_job
 
+    def _hop(self, url: URL) -> float:
+        """Seconds a redirect hop to ``url`` waits for its host (rate, pause)."""
+        return self.sched.reserve((url.scheme, url.raw_host or "", url.port or 0))
+
+    def _judge_host(self, job: Job, result: Result) -> None:
+        """What the attempt says about its host: the breaker and a pause."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %s in %.3fs (attempt %d)",
+                job.request.method,
+                job.url,
+                result.status if result.error is None else result.error,
+                result.elapsed,
+                job.attempts,
+            )
+        error = result.error
+        status = result.status
+        if error is not None or job.probe or len(self.breaker):
+            now = self.loop.time()
+            if self.breaker.record(job.key, error, status is not None, now):
+                self._trip(job, error)
+            job.probe = False
+        if status is not None and status in PAUSE_STATUSES:
+            pause = pause_for(result, self.retry, time.time())
+            if pause:
+                logger.info(
+                    "pausing %s for %.1fs (%s with Retry-After)",
+                    job.url.origin(),
+                    pause,
+                    status,
+                )
+                self.sched.hold(job.key, self.loop.time() + pause)
+
+    def _retry_later(self, job: Job, result: Result) -> bool:
+        """Schedule another attempt if the policy allows; True if it does."""
+        retry = self.retry
+        error = result.error
+        status = result.status
+        if not (
+            (error is not None or status in retry.statuses)
+            and job.attempts < retry.attempts
+            and is_retryable(result, retry, job.request.method)
+            and resendable(job.request)
+            and not job.cancelled
+            and not job.run.closed
+            and not self.stopping
+        ):
+            return False
+        delay = retry_delay(
+            retry, job.attempts - 1, result.headers, random.random, time.time()
+        )
+        logger.info(
+            "retrying %s %s in %.2fs after %s (attempt %d of %d)",
+            job.request.method,
+            job.url,
+            delay,
+            status if error is None else type(error).__name__,
+            job.attempts,
+            retry.attempts,
+        )
+        job.run.delayed.add(job)
+        job.timer = self.loop.call_later(delay, self._requeue, job)
+        return True
+
+    def _requeue(self, job: Job) -> None:
+        """A retry's wait is over: back to the head of its host's queue."""
+        job.timer = None
+        job.run.delayed.discard(job)
+        if job.cancelled or job.run.closed or self.stopping:
+            return
+        self.sched.push(job.key, job, front=True)
+        self.dispatch()
+
+    def _trip(self, job: Job, error: object) -> None:
+        """The host's breaker opened: every request waiting for it fails now."""
+        key = job.key
+        logger.info(
+            "host %s is down after %s failures in a row (last: %s); "
+            "failing its requests for %.0fs",
+            job.url.origin(),
+            self.options.max_host_failures,
+            error,
+            self.breaker.cooldown,
+        )
+        waiting = self.sched.remove(lambda j: j.key == key)
+        self._down.extend(waiting)
+        for run in list(self.runs):  # retries waiting for this host fail too
+            for delayed in [j for j in run.delayed if j.key == key]:
+                delayed.drop_timer()
+                run.delayed.discard(delayed)
+                self._down.append(delayed)
+
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         job = self.workers.pop(task, None)
         if job is None:
             return  # ended normally, its last job released
         # Cancelled (perhaps before it ever ran) or killed by a bug: free the slot.
         self._release(job)
+        if job.probe:
+            self.breaker.abandon(job.key)
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:  # pragma: no cover - _work catches Exception

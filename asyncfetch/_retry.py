@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from ._config import Retry
 from ._errors import ConnectError, FetchTimeout, HostDown, ProtocolError
-from ._models import Result
+from ._models import Request, Result
 
 __all__ = [
     "PAUSE_STATUSES",
@@ -43,6 +43,19 @@ def is_retryable(result: Result, retry: Retry, method: str) -> bool:
     if error is not None:
         return isinstance(error, RETRIED_ERRORS) and not isinstance(error, HostDown)
     return result.status in retry.statuses
+
+
+def resendable(request: Request) -> bool:
+    """Whether the request's body can be sent again as it was the first time.
+
+    Bytes, text, a form mapping or a list of pairs, and any ``json`` value
+    can; a file object, a generator or another stream was consumed by the
+    first attempt, so such a request is never retried.
+    """
+    data = request.data
+    return data is None or isinstance(
+        data, (bytes, bytearray, str, Mapping, list, tuple)
+    )
 
 
 def backoff(retry: Retry, retries_done: int, random: Callable[[], float]) -> float:

@@ -36,6 +36,7 @@ class Run(abc.ABC):
     def __init__(self, engine: Engine, urls: Any = None) -> None:
         self.engine = engine
         self.active: set[Job] = set()  # started jobs
+        self.delayed: set[Job] = set()  # jobs waiting to be retried
         self.read = 0  # items taken from the input
         self.completed = 0  # results produced
         self.delivered = 0  # results handed to the caller
@@ -205,6 +206,9 @@ class Run(abc.ABC):
         for job in self.active:
             if job.task is not None:
                 job.task.cancel()
+        for job in self.delayed:
+            job.drop_timer()
+        self.delayed.clear()
         if self._feeder is not None:
             self._feeder.cancel()
         self.wake()
@@ -355,6 +359,9 @@ class SubmitRun(Run):
         job.cancelled = True  # a waiting job is skipped when its turn comes
         if job in self.active and job.task is not None:
             job.task.cancel()
+        elif job in self.delayed:  # waiting to be retried
+            job.drop_timer()
+            self.delayed.discard(job)
         self._check_drained()
 
     def deliver(self, index: int, result: Result) -> None:

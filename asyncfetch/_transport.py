@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -231,12 +231,19 @@ class Transport:
         connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=0, ssl=self._options.verify
         )
-        self._session = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             headers=self._session_headers,
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
         )
+        # aiohttp resends an idempotent request once, silently, when the
+        # connection fails before a response (aiohttp #7363, #10790; no
+        # public switch). Here every network attempt is ours: counted in
+        # `attempts`, logged, and retried by the Retry policy.
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
+        self._session = session
 
     async def close(self) -> None:
         """Close our own session; a caller's session is left open."""
@@ -276,11 +283,14 @@ class Transport:
         *,
         attempts: int = 1,
         started: float | None = None,
+        hop: Callable[[URL], float] | None = None,
     ) -> Result:
         """Send ``request`` to ``url`` once, following redirects.
 
         Never raises a network error (it is on the result); cancellation
-        propagates.
+        propagates. ``hop(url)`` returns how long a redirect to ``url`` must
+        wait for its host (its rate limit or pause); that wait is not counted
+        in the timeout.
         """
         session = self._session
         if session is None:
@@ -360,6 +370,11 @@ class Transport:
                         headers.popall(name, None)
                 if deadline is None and timeout.total is not None:
                     deadline = t0 + timeout.total
+                wait = hop(target) if hop is not None else 0.0
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    if deadline is not None:
+                        deadline += wait
                 url = target
         except asyncio.CancelledError:
             raise

@@ -299,6 +299,7 @@ class AppServer(_BaseServer):
                 web.get("/html", self._h_html),
                 web.get("/retry-after/{seconds}", self._h_retry_after),
                 web.get("/track/{group}", self._h_track),
+                web.route("*", "/flaky/{key}", self._h_flaky),
                 web.get("/slow-body/{n}", self._h_slow_body),
                 web.get("/headers-big", self._h_headers_big),
                 web.get("/hang", self._h_hang),
@@ -475,6 +476,26 @@ class AppServer(_BaseServer):
             headers={"Retry-After": request.match_info["seconds"]},
         )
 
+    async def _h_flaky(self, request: web.Request) -> web.StreamResponse:
+        """``/flaky/{key}?fail=N&status=503&retry_after=S``: the first N
+        requests for ``key`` get ``status`` (with ``Retry-After: S`` if given),
+        later ones 200 with the request body echoed. Every request is counted
+        and timed under the group ``flaky-{key}``."""
+        key = f"flaky-{request.match_info['key']}"
+        body = await request.read()
+        with self._lock:
+            self._hits[key] += 1
+            self._start_times[key].append(time.monotonic())
+            n = self._hits[key]
+        if n <= _int(request, "fail"):
+            headers = {}
+            if "retry_after" in request.query:
+                headers["Retry-After"] = request.query["retry_after"]
+            return web.Response(
+                status=_int(request, "status", 503), text="try later", headers=headers
+            )
+        return web.Response(body=body or b"ok")
+
     async def _h_track(self, request: web.Request) -> web.StreamResponse:
         """``/track/{group}?delay_ms=N``: record concurrency, sleep, 200 "ok"."""
         group = request.match_info["group"]
@@ -592,6 +613,7 @@ class RawServer(_BaseServer):
         "ok",
         "gzip-bomb",
         "status-only",
+        "flaky-reset",
     )
 
     def __init__(self, thread: ServerThread, host: str = "127.0.0.1") -> None:
@@ -709,6 +731,20 @@ class RawServer(_BaseServer):
         )
         await w.drain()
         return True
+
+    @_mode("flaky-reset")
+    async def _flaky_reset(
+        self, r: asyncio.StreamReader, w: asyncio.StreamWriter, p: dict[str, str]
+    ) -> bool:
+        """Reset the first ``fail`` requests for ``key``, then answer 200 "ok"."""
+        group = f"flaky-reset-{p.get('key', '')}"
+        with self._lock:
+            self._hits[group] += 1
+            n = self._hits[group]
+        if n <= int(p.get("fail", "0")):
+            _rst(w)
+            return False
+        return await self._ok(r, w, p)
 
     @_mode("reset")
     async def _reset(
