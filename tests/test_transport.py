@@ -386,3 +386,22 @@ async def test_credentials_in_fetcher_headers_are_dropped_across_origins(
 async def test_invalid_url_message_shows_the_text() -> None:
     result = await one("not a url")
     assert "not a url" in str(result.error)
+
+
+async def test_a_decompression_bomb_never_exists_decoded_in_memory(
+    raw_server: RawServer,
+) -> None:
+    """100 MiB of zeros, gzip-compressed to ~100 KiB: stopped at max_bytes
+    while streaming, so the decoded body is never held (peak Python memory
+    stays far below the 100 MiB it would take)."""
+    import tracemalloc
+
+    url = raw_server.url("gzip-bomb", size=100 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        result = await one(url, max_bytes=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(result.error, asyncfetch.BodyTooLarge)
+    assert peak < 16 * 1024 * 1024
