@@ -311,6 +311,7 @@ class Engine:
             and not job.cancelled
             and not job.run.closed
             and not self.stopping
+            and not self.breaker.is_open(job.key)  # it would only meet HostDown
         ):
             return False
         delay = retry_delay(
