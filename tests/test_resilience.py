@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 
@@ -345,3 +346,71 @@ async def test_results_equal_inputs_under_mixed_faults(
     kinds = {type(r.error).__name__ for r in results if r.error is not None}
     assert {"HostDown", "InvalidURL"} <= kinds
     assert kinds & {"ProtocolError", "FetchTimeout"}  # before the raw host went down
+
+
+@pytest.mark.parametrize(
+    ("mode", "params", "error", "attempts"),
+    [
+        ("reset", {}, asyncfetch.ProtocolError, 3),
+        ("close", {}, asyncfetch.ProtocolError, 3),
+        ("garbage", {}, asyncfetch.ProtocolError, 3),
+        ("truncated", {}, asyncfetch.ProtocolError, 3),
+        ("reset-mid-body", {}, asyncfetch.ProtocolError, 3),
+        ("bad-chunked", {}, asyncfetch.ProtocolError, 3),
+        ("big-header", {}, asyncfetch.ProtocolError, 3),
+        ("silence", {}, asyncfetch.FetchTimeout, 3),
+        ("drip", {"interval_ms": 100}, asyncfetch.FetchTimeout, 3),
+        ("gzip-bomb", {"size": 1 << 24}, asyncfetch.BodyTooLarge, 1),
+    ],
+)
+async def test_every_fault_gives_its_error_and_attempts_and_the_batch_goes_on(
+    raw_server: RawServer,
+    server: AppServer,
+    mode: str,
+    params: dict[str, object],
+    error: type[Exception],
+    attempts: int,
+) -> None:
+    urls = [raw_server.url(mode, **params), server.url("/ok")]
+    results = await asyncfetch.fetch_all(
+        urls, retries=FAST, timeout=0.5, max_bytes=1 << 20
+    )
+    faulty, fine = results
+    assert type(faulty.error) is error, faulty.error
+    assert faulty.attempts == attempts
+    assert raw_server.hits(mode) == attempts
+    assert fine.ok
+
+
+async def test_a_429_storm_pauses_the_host_and_everything_gets_through(
+    server: AppServer, server2: AppServer
+) -> None:
+    k = key()
+    storm = [
+        server.url(f"/flaky/{k}?fail=10&status=429&retry_after=1&i={i}")
+        for i in range(20)
+    ]
+    calm = [server2.url(f"/track/c{k}?i={i}") for i in range(20)]
+    retry = Retry(attempts=3, backoff=0.01, max_backoff=5)
+    async with Fetcher(concurrency=10, retries=retry) as f:
+        results = await f.fetch_all(storm + calm)
+    assert [r.status for r in results] == [200] * 40
+    assert sum(r.attempts for r in results[:20]) == server.hits(f"flaky-{k}") == 30
+    assert f.stats.retries == 10
+    starts = sorted(server.start_times(f"flaky-{k}"))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert max(gaps) >= 0.9  # the host paused: nothing started for a second
+    assert max(server2.start_times(f"c{k}")) - starts[0] < 0.9  # the other did not
+
+
+async def test_a_rate_limited_host_takes_no_global_slot(
+    server: AppServer, server2: AppServer
+) -> None:
+    """rate=1, one slot: host 1's second request waits a second for a token,
+    and host 2's request, read after it, starts meanwhile."""
+    k = key()
+    urls = [server.url(f"/track/l{k}?i={i}") for i in range(3)]
+    urls.append(server2.url(f"/track/f{k}"))
+    async with Fetcher(concurrency=1, rate=1) as f:
+        order = [r.url.host async for r in f.stream(urls)]
+    assert order == ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.1"]
