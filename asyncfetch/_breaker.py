@@ -71,7 +71,13 @@ class Breaker:
         return Gate.PROBE
 
     def record(
-        self, key: Hashable, error: FetchError | None, responded: bool, now: float
+        self,
+        key: Hashable,
+        error: FetchError | None,
+        responded: bool,
+        now: float,
+        *,
+        probe: bool = False,
     ) -> bool:
         """Count how an attempt to ``key`` ended; True when it opened the breaker.
 
@@ -80,22 +86,28 @@ class Breaker:
             error: the attempt's error, if any.
             responded: a status line and headers arrived.
             now: the current time.
+            probe: this attempt was the probe that ``gate`` let through.
         """
         if self.threshold is None:
             return False
         state = self._hosts.get(key)
-        if responded or not isinstance(error, COUNTED) or isinstance(error, HostDown):
-            if responded and state is not None:
+        if responded:
+            if state is not None:
                 del self._hosts[key]  # closed, count reset: nothing to remember
+            return False
+        counted = isinstance(error, COUNTED) and not isinstance(error, HostDown)
+        if state is not None and state.open_until is not None:
+            if probe:
+                state.probing = False
+                if counted:  # the probe failed: another cooldown
+                    state.last_error = error
+                    state.open_until = now + self.cooldown
+            return False  # a straggler started before the breaker opened
+        if not counted:
             return False
         if state is None:
             state = self._hosts[key] = _State()
         state.last_error = error
-        if state.open_until is not None:
-            if state.probing:  # the probe failed: another cooldown
-                state.probing = False
-                state.open_until = now + self.cooldown
-            return False  # a straggler started before the breaker opened
         state.failures += 1
         if state.failures >= self.threshold:
             state.open_until = now + self.cooldown

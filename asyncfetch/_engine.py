@@ -282,21 +282,30 @@ class Engine:
             )
         error = result.error
         status = result.status
-        if error is not None or job.probe or len(self.breaker):
+        # After redirects, the host that answered (or failed) is the last one.
+        key = job.key
+        if result.history:
+            url = result.url
+            key = (url.scheme, url.raw_host or "", url.port or 0)
+        breaker = self.breaker
+        if error is not None or job.probe or len(breaker):
             now = self.loop.time()
-            if self.breaker.record(job.key, error, status is not None, now):
-                self._trip(job, error)
+            if key != job.key:  # the first host answered with a redirect
+                breaker.record(job.key, None, True, now, probe=job.probe)
+                job.probe = False
+            if breaker.record(key, error, status is not None, now, probe=job.probe):
+                self._trip(key, result.url, error)
             job.probe = False
         if status is not None and status in PAUSE_STATUSES:
             pause = pause_for(result, self.retry, time.time())
             if pause:
                 logger.info(
                     "pausing %s for %.1fs (%s with Retry-After)",
-                    job.url.origin(),
+                    result.url.origin(),
                     pause,
                     status,
                 )
-                self.sched.hold(job.key, self.loop.time() + pause)
+                self.sched.hold(key, self.loop.time() + pause)
 
     def _retry_later(self, job: Job, result: Result) -> bool:
         """Schedule another attempt if the policy allows; True if it does."""
@@ -339,13 +348,12 @@ class Engine:
         self.sched.push(job.key, job, front=True)
         self.dispatch()
 
-    def _trip(self, job: Job, error: object) -> None:
+    def _trip(self, key: HostKey, url: URL, error: object) -> None:
         """The host's breaker opened: every request waiting for it fails now."""
-        key = job.key
         logger.info(
             "host %s is down after %s failures in a row (last: %s); "
             "failing its requests for %.0fs",
-            job.url.origin(),
+            url.origin(),
             self.options.max_host_failures,
             error,
             self.breaker.cooldown,
@@ -365,7 +373,7 @@ class Engine:
         # Cancelled (perhaps before it ever ran) or killed by a bug: free the slot.
         self._release(job)
         if job.probe:
-            self.breaker.abandon(job.key)
+            self.breaker.abandon(job.key)  # cancelled: let another probe go
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:  # pragma: no cover - _work catches Exception
@@ -375,7 +383,26 @@ class Engine:
     # -- results ---------------------------------------------------------
 
     def complete(self, run: Run, index: int, result: Result) -> None:
-        """Count a finished result and hand it to its run."""
+        """A fetch is over: parse it if the run asks for that, then finish it."""
+        stage = run.parse_stage
+        if stage is None or not result.ok:
+            self.finish(run, index, result)
+            return
+        pending = stage.start(result, lambda parsed: self._parsed(run, index, parsed))
+        if pending is not None:
+            run.parsing[index] = pending
+
+    def _parsed(self, run: Run, index: int, result: Result) -> None:
+        run.parsing.pop(index, None)
+        if run.closed:
+            return
+        try:
+            self.finish(run, index, result)
+        except Exception as exc:  # from the caller's progress callable
+            run.fail(index, exc)
+
+    def finish(self, run: Run, index: int, result: Result) -> None:
+        """Count a result and hand it to its run."""
         self.completed += 1
         if result.error is not None:
             self.failed += 1

@@ -350,7 +350,8 @@ class Stats:
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(self.by_status.items()))
         return (
             f"{self.completed} done ({self.ok} ok, {self.failed} failed), "
-            f"{self.retries} retries, {_size(self.bytes)}, {self.in_flight} in flight, "
+            f"{self.retries} {'retry' if self.retries == 1 else 'retries'}, "
+            f"{_size(self.bytes)}, {self.in_flight} in flight, "
             f"{self.elapsed:.1f} s, {rate:.0f}/s"
             + (f" [{statuses}]" if statuses else "")
         )

@@ -255,7 +255,7 @@ def test_probe_after_cooldown() -> None:
     assert b.gate("h", 29.9) is Gate.DOWN
     assert b.gate("h", 30) is Gate.PROBE
     assert b.gate("h", 30) is Gate.DOWN  # one probe at a time
-    b.record("h", CONNECT, responded=False, now=31)  # the probe failed
+    b.record("h", CONNECT, responded=False, now=31, probe=True)  # the probe failed
     assert b.gate("h", 60) is Gate.DOWN
     assert b.gate("h", 61) is Gate.PROBE
     b.abandon("h")  # cancelled: another probe may go
@@ -263,6 +263,17 @@ def test_probe_after_cooldown() -> None:
     b.record("h", None, responded=True, now=62)
     assert b.gate("h", 62) is Gate.GO
     assert len(b) == 0
+
+
+def test_a_straggler_is_not_the_probe_and_an_odd_probe_is_released() -> None:
+    b = Breaker(threshold=1, cooldown=30)
+    b.record("h", CONNECT, responded=False, now=0)
+    assert b.gate("h", 30) is Gate.PROBE
+    b.record("h", CONNECT, responded=False, now=30)  # started before it opened
+    assert b.gate("h", 30) is Gate.DOWN  # the probe is still out
+    invalid = asyncfetch.InvalidURL("x", request=REQ)
+    b.record("h", invalid, responded=False, now=31, probe=True)  # neither answer
+    assert b.gate("h", 31) is Gate.PROBE  # so another probe may go
 
 
 def test_breaker_ignores_what_is_not_a_host_failure() -> None:
@@ -305,7 +316,7 @@ def test_breaker_state_machine(events: list[tuple[str, float]]) -> None:
             b.record("h", None, responded=True, now=now)
             in_a_row, opened_at, probe_out = 0, None, False
         elif kind == "fail":
-            tripped = b.record("h", CONNECT, responded=False, now=now)
+            tripped = b.record("h", CONNECT, responded=False, now=now, probe=probe_out)
             if opened_at is None:
                 in_a_row += 1
                 assert tripped is (in_a_row == 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
+from urllib.parse import quote
 
 import pytest
 from servers import AppServer, RawServer
@@ -414,3 +415,35 @@ async def test_a_rate_limited_host_takes_no_global_slot(
     async with Fetcher(concurrency=1, rate=1) as f:
         order = [r.url.host async for r in f.stream(urls)]
     assert order == ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.1"]
+
+
+async def test_the_host_that_answered_is_paused_not_the_one_asked(
+    server: AppServer, server2: AppServer
+) -> None:
+    k = key()
+    target = server2.url(f"/flaky/{k}?fail=1&status=503&retry_after=2")
+    via = server.url(f"/redirect-to?url={quote(target, safe='')}")
+    async with Fetcher(retries=0, concurrency=1) as f:
+        [redirected, _, _] = await f.fetch_all(
+            [via, server.url(f"/track/a{k}"), server2.url(f"/track/b{k}")]
+        )
+    assert redirected.status == 503
+    first = server2.start_times(f"flaky-{k}")[0]
+    assert server.start_times(f"a{k}")[0] - first < 1.5  # not paused
+    assert server2.start_times(f"b{k}")[0] - first >= 1.9  # paused
+
+
+async def test_failures_after_a_redirect_count_against_the_failing_host(
+    server: AppServer, closed_port: int
+) -> None:
+    dead = f"http://127.0.0.1:{closed_port}/x"
+    via = server.url(f"/redirect-to?url={dead}")
+    async with Fetcher(retries=0, max_host_failures=2, concurrency=1) as f:
+        results = await f.fetch_all([via, via, via, server.url("/ok")])
+    assert [type(r.error).__name__ for r in results] == [
+        "ConnectError",
+        "ConnectError",
+        "ConnectError",  # the redirecting host is fine; the dead one fails
+        "NoneType",
+    ]
+    assert results[2].attempts == 1
