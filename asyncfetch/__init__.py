@@ -28,6 +28,8 @@ from ._fetcher import Fetcher as Fetcher
 from ._models import Request as Request
 from ._models import Result as Result
 from ._models import Stats as Stats
+from ._sync import SyncFetcher as SyncFetcher
+from ._sync import run as run
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -47,13 +49,25 @@ __all__ = [
     "Retry",
     "SaveError",
     "Stats",
+    "SyncFetcher",
     "TLSError",
     "Timeout",
     "TooManyRedirects",
     "__version__",
     "fetch_all",
+    "run",
 ]
 
-for _name in ("fetch_all", "Fetcher", "Request", "Result", "Stats", "Retry", "Timeout"):
+for _name in (
+    "fetch_all",
+    "run",
+    "Fetcher",
+    "SyncFetcher",
+    "Request",
+    "Result",
+    "Stats",
+    "Retry",
+    "Timeout",
+):
     globals()[_name].__module__ = "asyncfetch"
 del _name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from yarl import URL
 from ._config import DEFAULT_MAX_BYTES, Retry, Timeout
 from ._fetcher import Fetcher, URLs
 from ._models import Result, Stats
+from ._parse import check_parse
 
 __all__ = ["fetch_all"]
 
@@ -31,6 +33,8 @@ async def fetch_all(
     session: Any = None,
     max_host_failures: int | None = 20,
     progress: bool | Callable[[Stats], object] = False,
+    parse: Callable[[Result], Any] | None = None,
+    executor: concurrent.futures.Executor | None = None,
 ) -> list[Result]:
     """Fetch every URL and return the results in input order.
 
@@ -53,15 +57,20 @@ async def fetch_all(
         proxy: an http(s) proxy URL.
         session: your own ``aiohttp.ClientSession`` (used, never closed).
         max_host_failures: failures in a row that open a host's breaker.
-        progress: a callable receiving [`Stats`][asyncfetch.Stats] snapshots.
+        progress: ``True`` for a progress bar on stderr, or a callable
+            receiving [`Stats`][asyncfetch.Stats] snapshots.
+        parse: a callable run on every ``ok`` result; its return value is
+            ``result.parsed`` (see [`Fetcher.stream`][asyncfetch.Fetcher.stream]).
+        executor: where ``parse`` runs: ``None`` (the event loop) or a
+            ``concurrent.futures`` thread or process pool.
 
     Returns:
         One [`Result`][asyncfetch.Result] per input item, in input order.
 
     Raises:
         ValueError: an option has a bad value; the message names it.
-        TypeError: ``urls`` is not iterable, or an item is not a str, URL or
-            Request.
+        TypeError: ``urls`` is not iterable, an item is not a str, URL or
+            Request, or a bad ``parse``/``executor`` pair.
 
     Example:
         ```python
@@ -69,6 +78,7 @@ async def fetch_all(
         ok = [r for r in results if r.ok]
         ```
     """
+    check_parse(parse, executor)
     async with Fetcher(
         concurrency=concurrency,
         per_host=per_host,
@@ -84,4 +94,4 @@ async def fetch_all(
         max_host_failures=max_host_failures,
         progress=progress,
     ) as fetcher:
-        return await fetcher.fetch_all(urls)
+        return await fetcher.fetch_all(urls, parse=parse, executor=executor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import ssl
 from collections.abc import (
@@ -22,6 +23,7 @@ from ._config import DEFAULT_MAX_BYTES, Options, Retry, Timeout
 from ._engine import Engine
 from ._input import is_async
 from ._models import Request, Result, Stats
+from ._parse import ParseStage, check_parse
 from ._runs import ListRun, StreamRun, SubmitRun
 
 __all__ = ["Fetcher", "URLInput", "URLs"]
@@ -205,37 +207,64 @@ class Fetcher:
                 yield result
 
     def stream(
-        self, urls: URLs, *, ordered: bool = False
+        self,
+        urls: URLs,
+        *,
+        ordered: bool = False,
+        parse: Callable[[Result], Any] | None = None,
+        executor: concurrent.futures.Executor | None = None,
     ) -> AsyncGenerator[Result, None]:
         """Fetch ``urls`` and yield each result as it completes.
 
         Input is read lazily, at most ``2 * concurrency + 100`` items ahead of
-        what has been yielded, so memory stays flat however long the input.
-        Breaking out of the loop cancels what this stream has in flight.
+        what has been yielded (parses under way count too), so memory stays
+        flat however long the input. Breaking out of the loop cancels what
+        this stream has in flight.
 
         Args:
             urls: an iterable or async iterable of ``str``, ``yarl.URL`` or
                 [`Request`][asyncfetch.Request].
             ordered: yield in input order instead of completion order.
+            parse: a callable run on every ``ok`` result; what it returns is
+                ``result.parsed``. If it raises, the result gets a
+                ``ParseError`` (the exception is its ``__cause__``).
+            executor: where ``parse`` runs: ``None`` for the event loop (an
+                ``async def`` callable is awaited there), or a
+                ``concurrent.futures`` thread or process pool.
 
         Raises:
             RuntimeError: the Fetcher is not open.
-            TypeError: ``urls`` is not iterable; or, when it is reached, an
-                item that is not a str, URL or Request (after the results of
-                the items before it).
+            TypeError: ``urls`` is not iterable; a bad ``parse``/``executor``;
+                or, when it is reached, an item that is not a str, URL or
+                Request (after the results of the items before it).
+            ValueError: ``executor`` without ``parse``.
 
         Example:
             ```python
             async for result in f.stream(urls, ordered=True):
                 print(result.status, result.url)
+
+            with concurrent.futures.ProcessPoolExecutor() as pool:
+                async for result in f.stream(urls, parse=title, executor=pool):
+                    print(result.parsed)
             ```
         """
         self._open_engine("stream")
         is_async(urls)
-        return self._stream(urls, ordered)
+        check_parse(parse, executor)
+        return self._stream(urls, ordered, parse, executor)
 
-    async def _stream(self, urls: URLs, ordered: bool) -> AsyncGenerator[Result, None]:
-        run = StreamRun(self._open_engine("stream"), urls, ordered)
+    async def _stream(
+        self,
+        urls: URLs,
+        ordered: bool,
+        parse: Callable[[Result], Any] | None,
+        executor: concurrent.futures.Executor | None,
+    ) -> AsyncGenerator[Result, None]:
+        engine = self._open_engine("stream")
+        run = StreamRun(engine, urls, ordered)
+        if parse is not None:
+            run.parse_stage = ParseStage(parse, executor, engine.loop)
         try:
             run.start(urls)
             async for result in run.results():
@@ -243,7 +272,13 @@ class Fetcher:
         finally:
             await run.aclose()
 
-    async def fetch_all(self, urls: URLs) -> list[Result]:
+    async def fetch_all(
+        self,
+        urls: URLs,
+        *,
+        parse: Callable[[Result], Any] | None = None,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> list[Result]:
         """Fetch ``urls`` and return every result, in input order.
 
         Never raises for a failed URL: each failure is a result with an
@@ -252,11 +287,16 @@ class Fetcher:
         Args:
             urls: an iterable or async iterable of ``str``, ``yarl.URL`` or
                 [`Request`][asyncfetch.Request].
+            parse: a callable run on every ``ok`` result (see
+                [`stream`][asyncfetch.Fetcher.stream]).
+            executor: where ``parse`` runs (see
+                [`stream`][asyncfetch.Fetcher.stream]).
 
         Raises:
             RuntimeError: the Fetcher is not open.
-            TypeError: ``urls`` is not iterable, or an item is not a str, URL
-                or Request.
+            TypeError: ``urls`` is not iterable, an item is not a str, URL
+                or Request, or a bad ``parse``/``executor``.
+            ValueError: ``executor`` without ``parse``.
 
         Example:
             ```python
@@ -264,7 +304,10 @@ class Fetcher:
             ```
         """
         engine = self._open_engine("fetch_all")
+        check_parse(parse, executor)
         run = ListRun(engine, urls)
+        if parse is not None:
+            run.parse_stage = ParseStage(parse, executor, engine.loop)
         try:
             run.start(urls)
             return await run.collect()

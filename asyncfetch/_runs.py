@@ -24,6 +24,7 @@ from ._engine import Engine, Job
 from ._errors import InvalidURL
 from ._input import as_request, check_url, is_async
 from ._models import Request, Result
+from ._parse import ParseStage
 
 __all__ = ["ListRun", "Run", "StreamRun", "SubmitRun"]
 
@@ -37,6 +38,8 @@ class Run(abc.ABC):
         self.engine = engine
         self.active: set[Job] = set()  # started jobs
         self.delayed: set[Job] = set()  # jobs waiting to be retried
+        self.parse_stage: ParseStage | None = None
+        self.parsing: dict[int, asyncio.Future[Any]] = {}  # parses under way
         self.read = 0  # items taken from the input
         self.completed = 0  # results produced
         self.delivered = 0  # results handed to the caller
@@ -209,16 +212,22 @@ class Run(abc.ABC):
         for job in self.delayed:
             job.drop_timer()
         self.delayed.clear()
+        for pending in self.parsing.values():
+            pending.cancel()
         if self._feeder is not None:
             self._feeder.cancel()
         self.wake()
 
     async def aclose(self) -> None:
         """Cancel, then wait until every task of this run has ended."""
-        tasks = [job.task for job in self.active if job.task is not None]
+        tasks: list[asyncio.Future[Any]] = [
+            job.task for job in self.active if job.task is not None
+        ]
+        tasks.extend(self.parsing.values())
         if self._feeder is not None:
             tasks.append(self._feeder)
         self.cancel()
+        self.parsing.clear()
         await self.engine.wait_tasks(tasks)
 
 

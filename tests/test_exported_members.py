@@ -23,11 +23,13 @@ PUBLIC = {
     "Retry",
     "SaveError",
     "Stats",
+    "SyncFetcher",
     "TLSError",
     "Timeout",
     "TooManyRedirects",
     "__version__",
     "fetch_all",
+    "run",
 }
 
 
