@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ async def fetch_all(
     progress: bool | Callable[[Stats], object] = False,
     parse: Callable[[Result], Any] | None = None,
     executor: concurrent.futures.Executor | None = None,
+    save_to: str | os.PathLike[str] | None = None,
 ) -> list[Result]:
     """Fetch every URL and return the results in input order.
 
@@ -63,6 +65,8 @@ async def fetch_all(
             ``result.parsed`` (see [`Fetcher.stream`][asyncfetch.Fetcher.stream]).
         executor: where ``parse`` runs: ``None`` (the event loop) or a
             ``concurrent.futures`` thread or process pool.
+        save_to: a folder: bodies with a status below 400 are streamed to
+            files there (``result.path``) instead of ``content``.
 
     Returns:
         One [`Result`][asyncfetch.Result] per input item, in input order.
@@ -94,4 +98,6 @@ async def fetch_all(
         max_host_failures=max_host_failures,
         progress=progress,
     ) as fetcher:
-        return await fetcher.fetch_all(urls, parse=parse, executor=executor)
+        return await fetcher.fetch_all(
+            urls, parse=parse, executor=executor, save_to=save_to
+        )

@@ -31,6 +31,8 @@ from ._scheduler import Scheduler
 from ._transport import Transport
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from yarl import URL
 
     from ._progress import ProgressBar
@@ -54,6 +56,7 @@ class Job:
         "probe",
         "request",
         "run",
+        "save",
         "started",
         "task",
         "timeout",
@@ -82,6 +85,7 @@ class Job:
         self.started = 0.0  # when the first one started (time.monotonic)
         self.probe = False  # the one request let through an open breaker
         self.timer: asyncio.TimerHandle | None = None  # waiting to be retried
+        self.save: Callable[[URL], Path] | None = run.save  # where the body goes
 
     def drop_timer(self) -> None:
         """Cancel a pending retry (the job's run or future was cancelled)."""
@@ -234,6 +238,7 @@ class Engine:
                     attempts=job.attempts,
                     started=job.started,
                     hop=self._hop,
+                    save=job.save,
                 )
             except Exception as exc:  # a bug: the run raises it to its caller
                 failure = exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
+import os
 import ssl
 from collections.abc import (
     AsyncGenerator,
@@ -14,6 +15,7 @@ from collections.abc import (
     Iterable,
 )
 from contextlib import aclosing
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
 
@@ -25,6 +27,7 @@ from ._input import is_async
 from ._models import Request, Result, Stats
 from ._parse import ParseStage, check_parse
 from ._runs import ListRun, StreamRun, SubmitRun
+from ._save import SaveDir
 
 __all__ = ["Fetcher", "URLInput", "URLs"]
 
@@ -213,6 +216,7 @@ class Fetcher:
         ordered: bool = False,
         parse: Callable[[Result], Any] | None = None,
         executor: concurrent.futures.Executor | None = None,
+        save_to: str | os.PathLike[str] | None = None,
     ) -> AsyncGenerator[Result, None]:
         """Fetch ``urls`` and yield each result as it completes.
 
@@ -231,13 +235,17 @@ class Fetcher:
             executor: where ``parse`` runs: ``None`` for the event loop (an
                 ``async def`` callable is awaited there), or a
                 ``concurrent.futures`` thread or process pool.
+            save_to: a folder (created if needed): each body with a status
+                below 400 is streamed to a file there, named from its URL
+                (``result.path``; ``content`` is then empty).
 
         Raises:
             RuntimeError: the Fetcher is not open.
             TypeError: ``urls`` is not iterable; a bad ``parse``/``executor``;
                 or, when it is reached, an item that is not a str, URL or
                 Request (after the results of the items before it).
-            ValueError: ``executor`` without ``parse``.
+            ValueError: ``executor`` without ``parse``, or a ``save_to`` that
+                cannot be created or is not a folder.
 
         Example:
             ```python
@@ -252,7 +260,8 @@ class Fetcher:
         self._open_engine("stream")
         is_async(urls)
         check_parse(parse, executor)
-        return self._stream(urls, ordered, parse, executor)
+        saver = SaveDir(save_to).path_for if save_to is not None else None
+        return self._stream(urls, ordered, parse, executor, saver)
 
     async def _stream(
         self,
@@ -260,9 +269,11 @@ class Fetcher:
         ordered: bool,
         parse: Callable[[Result], Any] | None,
         executor: concurrent.futures.Executor | None,
+        saver: Callable[[URL], Path] | None,
     ) -> AsyncGenerator[Result, None]:
         engine = self._open_engine("stream")
         run = StreamRun(engine, urls, ordered)
+        run.save = saver
         if parse is not None:
             run.parse_stage = ParseStage(parse, executor, engine.loop)
         try:
@@ -278,6 +289,7 @@ class Fetcher:
         *,
         parse: Callable[[Result], Any] | None = None,
         executor: concurrent.futures.Executor | None = None,
+        save_to: str | os.PathLike[str] | None = None,
     ) -> list[Result]:
         """Fetch ``urls`` and return every result, in input order.
 
@@ -291,12 +303,14 @@ class Fetcher:
                 [`stream`][asyncfetch.Fetcher.stream]).
             executor: where ``parse`` runs (see
                 [`stream`][asyncfetch.Fetcher.stream]).
+            save_to: a folder to stream bodies to (see
+                [`stream`][asyncfetch.Fetcher.stream]).
 
         Raises:
             RuntimeError: the Fetcher is not open.
             TypeError: ``urls`` is not iterable, an item is not a str, URL
                 or Request, or a bad ``parse``/``executor``.
-            ValueError: ``executor`` without ``parse``.
+            ValueError: ``executor`` without ``parse``, or a bad ``save_to``.
 
         Example:
             ```python
@@ -305,7 +319,9 @@ class Fetcher:
         """
         engine = self._open_engine("fetch_all")
         check_parse(parse, executor)
+        saver = SaveDir(save_to).path_for if save_to is not None else None
         run = ListRun(engine, urls)
+        run.save = saver
         if parse is not None:
             run.parse_stage = ParseStage(parse, executor, engine.loop)
         try:
@@ -339,6 +355,38 @@ class Fetcher:
         if self._submissions is None:  # pragma: no cover - set on open
             raise RuntimeError("Fetcher.submit() called on a Fetcher that is not open")
         return self._submissions.submit(url)
+
+    async def download(self, url: URLInput, path: str | os.PathLike[str]) -> Result:
+        """Fetch one URL and stream its body to ``path``.
+
+        The body goes to a temporary file in the same folder and is renamed
+        to ``path`` once complete, so the file appears whole or not at all:
+        a failed, cancelled or oversized (``max_bytes``) download leaves no
+        file behind and a file already at ``path`` untouched. Only a result
+        with no error and a status below 400 is saved (``result.path``,
+        ``content == b""``); any other keeps its body in ``content``.
+
+        Args:
+            url: a ``str``, ``yarl.URL`` or [`Request`][asyncfetch.Request].
+            path: the file to write; missing parent folders are created.
+
+        Raises:
+            RuntimeError: the Fetcher is not open.
+            TypeError: ``url`` is not a str, URL or Request.
+
+        Example:
+            ```python
+            result = await f.download("https://example.org/big.iso", "big.iso")
+            print(result.path, result.error)
+            ```
+        """
+        self._open_engine("download")
+        if self._submissions is None:  # pragma: no cover - set on open
+            raise RuntimeError(
+                "Fetcher.download() called on a Fetcher that is not open"
+            )
+        target = Path(path)
+        return await self._submissions.submit(url, save=lambda _: target)
 
     async def fetch(self, url: URLInput) -> Result:
         """Fetch one URL and return its result (errors are on the result).

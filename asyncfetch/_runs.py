@@ -17,8 +17,11 @@ import abc
 import asyncio
 import functools
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+from yarl import URL
 
 from ._engine import Engine, Job
 from ._errors import InvalidURL
@@ -39,6 +42,7 @@ class Run(abc.ABC):
         self.active: set[Job] = set()  # started jobs
         self.delayed: set[Job] = set()  # jobs waiting to be retried
         self.parse_stage: ParseStage | None = None
+        self.save: Callable[[URL], Path] | None = None  # save_to: a path per URL
         self.parsing: dict[int, asyncio.Future[Any]] = {}  # parses under way
         self.read = 0  # items taken from the input
         self.completed = 0  # results produced
@@ -342,8 +346,11 @@ class SubmitRun(Run):
         self._drained: asyncio.Future[None] | None = None
         engine.runs.add(self)
 
-    def submit(self, item: object) -> asyncio.Future[Result]:
-        """Queue one item; its future is already scheduled.
+    def submit(
+        self, item: object, save: Callable[[URL], Path] | None = None
+    ) -> asyncio.Future[Result]:
+        """Queue one item; its future is already scheduled. ``save`` names
+        the file its body goes to (``download``).
 
         Raises:
             TypeError: the item is not a str, a yarl.URL or a Request.
@@ -354,6 +361,7 @@ class SubmitRun(Run):
         self.futures[index] = future
         job = self.accept(request)
         if job is not None:
+            job.save = save
             self.jobs[index] = job
             future.add_done_callback(functools.partial(self._forget, index))
             self.engine.dispatch()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
+import os
 import ssl
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -60,6 +61,7 @@ def run(
     progress: bool | Callable[[Stats], object] = False,
     parse: Callable[[Result], Any] | None = None,
     executor: concurrent.futures.Executor | None = None,
+    save_to: str | os.PathLike[str] | None = None,
 ) -> list[Result]:
     """Fetch every URL from synchronous code; block until all are done.
 
@@ -85,6 +87,7 @@ def run(
         progress: ``True`` for a progress bar, or a callable receiving Stats.
         parse: a callable run on every ``ok`` result (``result.parsed``).
         executor: where ``parse`` runs: ``None`` or a concurrent.futures pool.
+        save_to: a folder to stream bodies to (``result.path``).
 
     Returns:
         One [`Result`][asyncfetch.Result] per input item, in input order.
@@ -129,7 +132,9 @@ def run(
     }
     Fetcher(**options)  # ValueError for a bad option, before any loop starts
     check_parse(parse, executor)
-    return asyncio.run(fetch_all(urls, parse=parse, executor=executor, **options))
+    return asyncio.run(
+        fetch_all(urls, parse=parse, executor=executor, save_to=save_to, **options)
+    )
 
 
 class _State(enum.Enum):
@@ -348,6 +353,7 @@ class SyncFetcher:
         *,
         parse: Callable[[Result], Any] | None = None,
         executor: concurrent.futures.Executor | None = None,
+        save_to: str | os.PathLike[str] | None = None,
     ) -> list[Result]:
         """Fetch ``urls`` and return every result in input order.
 
@@ -356,6 +362,7 @@ class SyncFetcher:
                 [`Request`][asyncfetch.Request].
             parse: a callable run on every ``ok`` result (``result.parsed``).
             executor: where ``parse`` runs.
+            save_to: a folder to stream bodies to (``result.path``).
 
         Raises:
             RuntimeError: the SyncFetcher is not open, or this is its loop thread.
@@ -364,7 +371,22 @@ class SyncFetcher:
         """
         self._check("fetch_all")
         check_parse(parse, executor)
-        return self._call(self._fetcher.fetch_all(urls, parse=parse, executor=executor))
+        return self._call(
+            self._fetcher.fetch_all(
+                urls, parse=parse, executor=executor, save_to=save_to
+            )
+        )
+
+    def download(self, url: URLInput, path: str | os.PathLike[str]) -> Result:
+        """Fetch one URL and stream its body to ``path`` (see
+        [`Fetcher.download`][asyncfetch.Fetcher.download]).
+
+        Raises:
+            RuntimeError: the SyncFetcher is not open, or this is its loop thread.
+            TypeError: ``url`` is not a str, URL or Request.
+        """
+        self._check("download")
+        return self._call(self._fetcher.download(url, path))
 
     def stream(
         self,
@@ -373,6 +395,7 @@ class SyncFetcher:
         ordered: bool = False,
         parse: Callable[[Result], Any] | None = None,
         executor: concurrent.futures.Executor | None = None,
+        save_to: str | os.PathLike[str] | None = None,
     ) -> Iterator[Result]:
         """Yield results as they complete (or in input order with ``ordered``).
 
@@ -387,7 +410,7 @@ class SyncFetcher:
         self._check("stream")
         is_async(urls)
         check_parse(parse, executor)
-        return self._stream(urls, ordered, parse, executor)
+        return self._stream(urls, ordered, parse, executor, save_to)
 
     def _stream(
         self,
@@ -395,10 +418,11 @@ class SyncFetcher:
         ordered: bool,
         parse: Callable[[Result], Any] | None,
         executor: concurrent.futures.Executor | None,
+        save_to: str | os.PathLike[str] | None,
     ) -> Iterator[Result]:
         async def open_stream() -> Any:
             return self._fetcher.stream(
-                urls, ordered=ordered, parse=parse, executor=executor
+                urls, ordered=ordered, parse=parse, executor=executor, save_to=save_to
             )
 
         agen = self._call(open_stream())

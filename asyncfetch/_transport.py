@@ -17,129 +17,31 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-from aiohttp import client_exceptions as cx
-from aiohttp import http_exceptions as hx
-from aiohttp.streams import EofStream
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import USER_AGENT, Options, Timeout
 from ._errors import (
     BodyTooLarge,
-    ConnectError,
     FetchError,
-    FetchTimeout,
     InvalidURL,
-    ProtocolError,
-    TLSError,
+    SaveError,
     TooManyRedirects,
 )
 from ._input import HTTP_SCHEMES
 from ._models import EMPTY_HEADERS, Request, Result
+from ._save import BodyFile
+from ._transport_errors import CATCH, error_class, translate
 
 __all__ = ["Transport", "check_session", "error_class"]
 
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 CREDENTIALS: Final = ("Authorization", "Cookie", "Proxy-Authorization")
 REDIRECT_BODY_CAP: Final = 64 * 1024
-
-# Most specific first: aiohttp's certificate errors are ClientConnectorErrors
-# and its timeouts are ServerConnectionErrors, so those come before the
-# classes they derive from.
-_TABLE: Final[tuple[tuple[type[BaseException], type[FetchError], str], ...]] = (
-    (cx.ClientConnectorCertificateError, TLSError, "certificate not trusted"),
-    (cx.ClientConnectorSSLError, TLSError, "TLS handshake failed"),
-    (cx.ClientSSLError, TLSError, "TLS handshake failed"),
-    (cx.ServerFingerprintMismatch, TLSError, "certificate fingerprint mismatch"),
-    (ssl.SSLError, TLSError, "TLS failure"),
-    (ssl.CertificateError, TLSError, "certificate not valid"),
-    (cx.ConnectionTimeoutError, FetchTimeout, "timed out connecting"),
-    (cx.SocketTimeoutError, FetchTimeout, "timed out reading"),
-    (cx.ServerTimeoutError, FetchTimeout, "timed out"),
-    (asyncio.TimeoutError, FetchTimeout, "timed out"),
-    (cx.ClientConnectorDNSError, ConnectError, "cannot resolve host"),
-    (cx.ClientProxyConnectionError, ConnectError, "cannot connect to proxy"),
-    (cx.ClientConnectorError, ConnectError, "cannot connect"),
-    (cx.ClientHttpProxyError, ConnectError, "proxy refused the tunnel"),
-    (cx.TooManyRedirects, TooManyRedirects, "too many redirects"),
-    (cx.InvalidURL, InvalidURL, "invalid URL"),
-    (cx.NonHttpUrlClientError, InvalidURL, "not an http(s) URL"),
-    (cx.RedirectClientError, InvalidURL, "invalid redirect"),
-    (cx.ClientPayloadError, ProtocolError, "broken response body"),
-    (cx.ServerDisconnectedError, ProtocolError, "server disconnected"),
-    (cx.ClientResponseError, ProtocolError, "malformed response"),
-    (hx.HttpProcessingError, ProtocolError, "malformed response"),
-    (cx.UploadAbortedError, ProtocolError, "request body upload aborted"),
-    (cx.ClientConnectionError, ProtocolError, "connection lost"),
-    (cx.ClientError, ProtocolError, "client error"),
-    (cx.WSMessageTypeError, ProtocolError, "unexpected websocket message"),
-    (EofStream, ProtocolError, "connection closed early"),
-)
-
-# Raised with no aiohttp wrapper: the phase decides.
-_PLAIN_OS: Final = (OSError,)
-
-
-def error_class(
-    exc_type: type[BaseException], *, sent: bool
-) -> tuple[type[FetchError], str] | None:
-    """The FetchError class and a short description for an exception type.
-
-    ``sent`` tells whether the request had been sent (the connection was up):
-    a bare ``OSError`` is a ``ConnectError`` before and a ``ProtocolError``
-    after. Returns ``None`` for an exception asyncfetch does not translate
-    (a bug, or a cancellation), which must propagate.
-    """
-    for cls, error, what in _TABLE:
-        if issubclass(exc_type, cls):
-            return error, what
-    if issubclass(exc_type, _PLAIN_OS):
-        if sent:
-            return ProtocolError, "connection lost"
-        return ConnectError, "cannot connect"
-    return None
-
-
-_CATCH: Final = (
-    aiohttp.ClientError,
-    hx.HttpProcessingError,
-    OSError,
-    asyncio.TimeoutError,
-)
-
-
-def translate(
-    exc: BaseException, request: Request, url: URL, *, sent: bool
-) -> FetchError:
-    """Build the FetchError for a caught exception, chained to it."""
-    found = error_class(type(exc), sent=sent)
-    if found is None:  # pragma: no cover - _CATCH and _TABLE agree; tested
-        raise exc
-    cls, what = found
-    detail = str(exc).strip()
-    message = f"{url}: {what}" + (f" ({detail})" if detail and detail != what else "")
-    error = cls(message, request=request)
-    error.__cause__ = _detached(exc)
-    return error
-
-
-def _detached(exc: BaseException) -> BaseException:
-    """Drop the tracebacks of a chain that a result keeps.
-
-    A traceback holds the frames it passed through, and with them the
-    transport, the session and the response: a million failed results must
-    not keep those alive. The exceptions, their types and messages stay.
-    """
-    link: BaseException | None = exc
-    for _ in range(8):
-        if link is None:
-            break
-        link.__traceback__ = None
-        link = link.__cause__ or link.__context__
-    return exc
 
 
 def check_session(session: object) -> None:
@@ -165,6 +67,12 @@ def _client_timeout(timeout: Timeout, total: float | None) -> aiohttp.ClientTime
 
 def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return (url.scheme, url.raw_host, url.port)
+
+
+def _save_error(request: Request, url: URL, exc: OSError) -> SaveError:
+    error = SaveError(f"{url}: cannot save the body: {exc}", request=request)
+    error.__cause__ = exc
+    return error
 
 
 class _Failed(Exception):
@@ -284,13 +192,15 @@ class Transport:
         attempts: int = 1,
         started: float | None = None,
         hop: Callable[[URL], float] | None = None,
+        save: Callable[[URL], Path] | None = None,
     ) -> Result:
         """Send ``request`` to ``url`` once, following redirects.
 
         Never raises a network error (it is on the result); cancellation
         propagates. ``hop(url)`` returns how long a redirect to ``url`` must
         wait for its host (its rate limit or pause); that wait is not counted
-        in the timeout.
+        in the timeout. ``save(url)`` names the file a final response with a
+        status below 400 is streamed to (``content`` is then empty).
         """
         session = self._session
         if session is None:
@@ -333,17 +243,15 @@ class Transport:
                     location = (
                         resp_headers.get("Location") if status in REDIRECTS else None
                     )
-                    if location is None:
-                        content = await self._read(resp, request, url)
+                    if location is None or max_redirects == 0:
+                        if location is not None:  # the 3xx response is the result
+                            history.append(url)
+                        sink = save if save is not None and status < 400 else None
+                        content, path = await self._read(resp, request, url, sink)
                         return self._result(
-                            request, url, resp, content, attempts, first, history
+                            request, url, resp, content, attempts, first, history, path
                         )
                     history.append(url)
-                    if max_redirects == 0:  # the 3xx response is the result
-                        content = await self._read(resp, request, url)
-                        return self._result(
-                            request, url, resp, content, attempts, first, history
-                        )
                     if len(history) > max_redirects:
                         raise _Failed(
                             TooManyRedirects(
@@ -380,7 +288,7 @@ class Transport:
             raise
         except _Failed as failed:
             error = failed.error
-        except _CATCH as exc:
+        except CATCH as exc:
             error = translate(exc, request, url, sent=sent)
         if not sent:
             status, reason, resp_headers = None, None, EMPTY_HEADERS
@@ -406,6 +314,7 @@ class Transport:
         attempts: int,
         first: float,
         history: list[URL],
+        path: Path | None,
     ) -> Result:
         return Result(
             request,
@@ -418,6 +327,8 @@ class Transport:
             attempts,
             time.monotonic() - first,
             tuple(history),
+            None,
+            path,
         )
 
     def _redirect_target(self, request: Request, url: URL, location: str) -> URL:
@@ -449,33 +360,65 @@ class Transport:
         return target.with_fragment(None)
 
     async def _read(
-        self, resp: aiohttp.ClientResponse, request: Request, url: URL
-    ) -> bytes:
-        """Read the body, stopping as soon as it passes ``max_bytes``."""
+        self,
+        resp: aiohttp.ClientResponse,
+        request: Request,
+        url: URL,
+        save: Callable[[URL], Path] | None = None,
+    ) -> tuple[bytes, Path | None]:
+        """Read the body, stopping as soon as it passes ``max_bytes``; with
+        ``save``, stream it to that file instead (then ``content`` is empty)."""
         limit = self._options.max_bytes
         length = resp.content_length
         plain = "Content-Encoding" not in resp.headers
-        if limit is None or (plain and length is not None and length <= limit):
+        if save is None and (
+            limit is None or (plain and length is not None and length <= limit)
+        ):
             # aiohttp stops at Content-Length: read in one go.
             body = await resp.read()
             self.bytes_received += len(body)
-            return body
-        if plain and length is not None:  # larger than the limit
+            return body, None
+        if plain and length is not None and limit is not None and length > limit:
             raise _Failed(self._too_large(request, url, limit))
-        stream = resp.content
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await stream.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            self.bytes_received += len(chunk)
-            if size > limit:
-                resp.close()  # the rest is not wanted: drop the connection
-                raise _Failed(self._too_large(request, url, limit))
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        sink = self._open_sink(request, url, save) if save is not None else None
+        try:
+            stream = resp.content
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                chunk = await stream.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                self.bytes_received += len(chunk)
+                if limit is not None and size > limit:
+                    resp.close()  # the rest is not wanted: drop the connection
+                    raise _Failed(self._too_large(request, url, limit))
+                if sink is None:
+                    chunks.append(chunk)
+                    continue
+                try:
+                    sink.write(chunk)
+                except OSError as exc:
+                    raise _Failed(_save_error(request, url, exc)) from exc
+            if sink is not None:
+                try:
+                    path = sink.commit()
+                except OSError as exc:
+                    raise _Failed(_save_error(request, url, exc)) from exc
+                sink = None
+                return b"", path
+        finally:
+            if sink is not None:  # failed, oversized or cancelled: no file
+                sink.discard()
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None
+
+    @staticmethod
+    def _open_sink(request: Request, url: URL, save: Callable[[URL], Path]) -> BodyFile:
+        try:
+            return BodyFile(save(url))
+        except OSError as exc:
+            raise _Failed(_save_error(request, url, exc)) from exc
 
     @staticmethod
     def _too_large(request: Request, url: URL, limit: int) -> BodyTooLarge:

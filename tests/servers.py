@@ -300,6 +300,7 @@ class AppServer(_BaseServer):
                 web.get("/retry-after/{seconds}", self._h_retry_after),
                 web.get("/track/{group}", self._h_track),
                 web.route("*", "/flaky/{key}", self._h_flaky),
+                web.get("/any/{tail:.*}", self._h_ok),
                 web.get("/slow-body/{n}", self._h_slow_body),
                 web.get("/headers-big", self._h_headers_big),
                 web.get("/hang", self._h_hang),
