@@ -103,10 +103,27 @@ class ParseStage:
     def _finished(
         result: Result, future: asyncio.Future[Any], done: Callable[[Result], None]
     ) -> None:
+        # Always answer: if the call itself was cancelled, ``done`` ignores it;
+        # otherwise a parser that raised or was cancelled is a ParseError.
         if future.cancelled():
-            return  # the call was cancelled: nobody waits for this result
+            done(_failed(result, asyncio.CancelledError("the parse was cancelled")))
+            return
         exc = future.exception()
         if exc is not None:
             done(_failed(result, exc))
-        else:
-            done(dataclasses.replace(result, parsed=future.result()))
+            return
+        value = future.result()
+        if inspect.isawaitable(value):  # from a thread or process: never awaited
+            if inspect.iscoroutine(value):
+                value.close()
+            done(
+                _failed(
+                    result,
+                    TypeError(
+                        "parse returned an awaitable from an executor; "
+                        "pass an async callable without executor="
+                    ),
+                )
+            )
+            return
+        done(dataclasses.replace(result, parsed=value))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import enum
 import os
 import ssl
@@ -154,8 +155,19 @@ class SyncFetcher:
     thread.
 
     Args:
-        **options: the options of [`Fetcher`][asyncfetch.Fetcher] (all but
-            ``session``).
+        concurrency: requests in flight at once, all hosts together.
+        per_host: requests in flight at once to one host.
+        rate: request starts per second to one host.
+        timeout: seconds per attempt, or a [`Timeout`][asyncfetch.Timeout].
+        retries: retries after the first attempt, or a [`Retry`][asyncfetch.Retry].
+        max_bytes: the largest body kept, after decompression.
+        max_redirects: redirects followed.
+        headers: default headers for every request.
+        verify: TLS verification: ``True``, ``False`` or an ``ssl.SSLContext``.
+        proxy: an http(s) proxy URL.
+        session: not accepted (``ValueError``): the SyncFetcher owns its loop.
+        max_host_failures: failures in a row that open a host's breaker.
+        progress: ``True`` for a progress bar, or a callable receiving Stats.
 
     Raises:
         ValueError: a bad option value, or ``session``.
@@ -283,15 +295,31 @@ class SyncFetcher:
         return loop
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and wait for it; Ctrl-C cancels it."""
+        """Run ``coro`` on the loop and wait for it; Ctrl-C cancels it.
+
+        A running ``concurrent.futures.Future`` cannot be cancelled, so the
+        task itself is cancelled on the loop, and waited for (briefly), so
+        that the caller's clean-up never races it.
+        """
         loop = self._loop
         if loop is None:  # pragma: no cover - set on enter
             raise RuntimeError("the SyncFetcher's loop is not running")
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def call() -> T:
+            task = asyncio.current_task()
+            if task is not None:
+                tasks.append(task)
+            return await coro
+
+        future = asyncio.run_coroutine_threadsafe(call(), loop)
         try:
             return future.result()
         except BaseException:
-            future.cancel()
+            if not future.done():
+                loop.call_soon_threadsafe(lambda: [task.cancel() for task in tasks])
+                with contextlib.suppress(BaseException):
+                    future.result(timeout=10)
             raise
 
     # -- the ways in -------------------------------------------------------

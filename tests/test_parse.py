@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import multiprocessing
 import os
@@ -132,3 +133,32 @@ async def test_a_slow_parser_slows_the_reading_instead_of_filling_memory(
                 if got == 150:
                     break
     assert read[0] <= 150 + 108
+
+
+async def test_an_async_parser_that_is_cancelled_does_not_hang(
+    server: AppServer,
+) -> None:
+    async def cancelled(result: Result) -> None:
+        raise asyncio.CancelledError
+
+    results = await asyncio.wait_for(
+        asyncfetch.fetch_all([server.url("/ok")] * 2, parse=cancelled), timeout=10
+    )
+    assert all(isinstance(r.error, asyncfetch.ParseError) for r in results)
+
+
+async def test_an_awaitable_returned_from_an_executor_is_an_error(
+    server: AppServer,
+) -> None:
+    async def later(result: Result) -> int:
+        return 1
+
+    def sneaky(result: Result) -> object:
+        return later(result)  # a coroutine, made in a worker thread
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        [result] = await asyncfetch.fetch_all(
+            [server.url("/ok")], parse=sneaky, executor=pool
+        )
+    assert isinstance(result.error, asyncfetch.ParseError)
+    assert isinstance(result.error.__cause__, TypeError)

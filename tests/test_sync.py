@@ -187,6 +187,10 @@ print("started", flush=True)
 try:
     if sys.argv[2] == "run":
         asyncfetch.run([sys.argv[1]] * 10)
+    elif sys.argv[2] == "stream":
+        with asyncfetch.SyncFetcher() as f:
+            for _ in f.stream([sys.argv[1]] * 10):
+                pass
     else:
         with asyncfetch.SyncFetcher() as f:
             f.fetch_all([sys.argv[1]] * 10)
@@ -197,7 +201,7 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.parametrize("how", ["run", "sync"])
+@pytest.mark.parametrize("how", ["run", "sync", "stream"])
 def test_ctrl_c_stops_promptly(server: AppServer, how: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-X", "dev", "-c", CTRL_C, server.url("/hang"), how],
