@@ -8,13 +8,16 @@ Layout of ``save_to=DIR``: one folder per host, one file per URL::
 appended; ``<path>`` is the URL's path with every ``/`` turned into ``_``
 and every character other than letters, digits, ``.``, ``_`` and ``-``
 replaced by ``_``, cut to 80 characters (``index`` when empty); ``<hash>``
-is 16 hex digits of a BLAKE2b hash of the whole URL (query included), so two
-different URLs never share a file however alike their cleaned names are;
+is 16 hex digits of a BLAKE2b hash of the whole URL (query included,
+fragment not), so two different URLs never share a file however alike
+their cleaned names are;
 ``<ext>`` is the last segment's extension when it is short and clean
 (``.html``, ``.json``). Nothing in a URL can name a path outside ``DIR``:
 the cleaned names contain no separator, never start with a dot, and a host
 folder that is a symlink is refused.
 
+A file is named from the URL asked for (after ``params``), not from where a
+redirect led, so a caller can tell in advance where each URL will land.
 A body goes to a temporary file (``.<name>.<random>.part``) in the target's
 folder and is renamed into place once complete; a failed, cancelled or
 oversized download removes it, and a file already at the target is left as
@@ -27,7 +30,7 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 
 from yarl import URL
@@ -59,7 +62,9 @@ def file_name(url: URL) -> tuple[str, str]:
     ext = match.group(0).lower() if match else ""
     stem = path[: len(path) - len(ext)] if ext else path
     stem = _clean(stem.replace("/", "_"))[:MAX_STEM] or "index"
-    digest = hashlib.blake2b(str(url).encode(), digest_size=8).hexdigest()
+    # The fragment is never sent: /page#a and /page#b are one resource.
+    whole = str(url.with_fragment(None))
+    digest = hashlib.blake2b(whole.encode(), digest_size=8).hexdigest()
     return host, f"{stem}-{digest}{ext}"
 
 
@@ -108,10 +113,14 @@ class BodyFile:
     def __init__(self, target: Path) -> None:
         self.target = target
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".part"
-        )
-        self.temp = Path(temp)
+        while True:  # O_EXCL: never another file; mode 0o666 less the umask
+            temp = target.parent / f".{target.name[:40]}.{secrets.token_hex(6)}.part"
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:  # pragma: no cover - 48 random bits
+                continue
+            break
+        self.temp = temp
         self._file = os.fdopen(fd, "wb")
 
     def write(self, chunk: bytes) -> None:

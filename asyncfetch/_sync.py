@@ -30,6 +30,7 @@ from ._fetcher import Fetcher, URLInput, URLs
 from ._input import as_request, is_async
 from ._models import Result, Stats
 from ._parse import check_parse
+from ._save import SaveDir
 
 __all__ = ["SyncFetcher", "run"]
 
@@ -438,6 +439,8 @@ class SyncFetcher:
         self._check("stream")
         is_async(urls)
         check_parse(parse, executor)
+        if save_to is not None:
+            SaveDir(save_to)  # ValueError now, like Fetcher.stream
         return self._stream(urls, ordered, parse, executor, save_to)
 
     def _stream(

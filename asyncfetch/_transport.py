@@ -206,6 +206,7 @@ class Transport:
         if session is None:
             raise RuntimeError("the transport is not open")
         max_redirects = self._options.max_redirects
+        asked = url  # files are named from it, wherever redirects lead
         t0 = time.monotonic()
         first = t0 if started is None else started
         deadline: float | None = None  # the first hop has the whole budget
@@ -247,7 +248,9 @@ class Transport:
                         if location is not None:  # the 3xx response is the result
                             history.append(url)
                         sink = save if save is not None and status < 400 else None
-                        content, path = await self._read(resp, request, url, sink)
+                        content, path = await self._read(
+                            resp, request, url, sink, asked
+                        )
                         return self._result(
                             request, url, resp, content, attempts, first, history, path
                         )
@@ -365,6 +368,7 @@ class Transport:
         request: Request,
         url: URL,
         save: Callable[[URL], Path] | None = None,
+        asked: URL | None = None,
     ) -> tuple[bytes, Path | None]:
         """Read the body, stopping as soon as it passes ``max_bytes``; with
         ``save``, stream it to that file instead (then ``content`` is empty)."""
@@ -380,7 +384,11 @@ class Transport:
             return body, None
         if plain and length is not None and limit is not None and length > limit:
             raise _Failed(self._too_large(request, url, limit))
-        sink = self._open_sink(request, url, save) if save is not None else None
+        sink = (
+            self._open_sink(request, url, save, asked or url)
+            if save is not None
+            else None
+        )
         try:
             stream = resp.content
             chunks: list[bytes] = []
@@ -414,9 +422,11 @@ class Transport:
         return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None
 
     @staticmethod
-    def _open_sink(request: Request, url: URL, save: Callable[[URL], Path]) -> BodyFile:
+    def _open_sink(
+        request: Request, url: URL, save: Callable[[URL], Path], asked: URL
+    ) -> BodyFile:
         try:
-            return BodyFile(save(url))
+            return BodyFile(save(asked))
         except OSError as exc:
             raise _Failed(_save_error(request, url, exc)) from exc
 

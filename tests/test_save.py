@@ -253,3 +253,27 @@ def test_sync_bridge_saves_too(server: AppServer, tmp_path: Path) -> None:
 async def test_download_outside_the_fetcher_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="download"):
         await Fetcher().download("http://127.0.0.1/", tmp_path / "x")
+
+
+async def test_files_are_named_from_the_url_asked_for(
+    server: AppServer, tmp_path: Path
+) -> None:
+    asked = server.url("/redirect/1")
+    [result] = await asyncfetch.fetch_all([asked + "#frag"], save_to=tmp_path)
+    assert str(result.url).endswith("/redirect/0")
+    assert result.path == SaveDir(tmp_path).path_for(URL(asked))
+    assert result.path.read_bytes() == b"done"
+    assert oct(result.path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_sync_stream_checks_the_folder_when_called(tmp_path: Path) -> None:
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    with SyncFetcher() as f, pytest.raises(ValueError, match="save_to"):
+        f.stream(["http://127.0.0.1/"], save_to=blocker)
