@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _breaker
 from ._breaker import Breaker, Gate
 from ._config import Options, Timeout
-from ._errors import HostDown
+from ._errors import FetchTimeout, HostDown
 from ._input import HostKey
 from ._models import Request, Result, Stats
 from ._retry import PAUSE_STATUSES, is_retryable, pause_for, resendable, retry_delay
@@ -383,7 +383,27 @@ class Engine:
             exc = task.exception()
             if exc is not None:  # pragma: no cover - _work catches Exception
                 job.run.fail(job.index, exc)
+        elif not (job.cancelled or job.run.closed or self.stopping):
+            # Nobody here asked for this cancellation: it came from inside the
+            # attempt (aiohttp's timer can surface as CancelledError). The job
+            # must still get its one result, or its call would wait forever.
+            self._lost(job)
         self.dispatch()
+
+    def _lost(self, job: Job) -> None:
+        error = FetchTimeout(
+            f"{job.url}: the attempt was cancelled from inside aiohttp; "
+            "taken as a timeout",
+            request=job.request,
+        )
+        elapsed = time.monotonic() - job.started if job.attempts else 0.0
+        result = Result(
+            job.request, job.url, error=error, attempts=job.attempts, elapsed=elapsed
+        )
+        try:
+            self.complete(job.run, job.index, result)
+        except Exception as exc:  # from the caller's progress callable
+            job.run.fail(job.index, exc)
 
     # -- results ---------------------------------------------------------
 

@@ -190,3 +190,26 @@ def test_asyncio_run_exits_without_any_warning(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "clean"
     assert proc.stderr == ""
+
+
+async def test_a_worker_cancelled_from_inside_still_gives_a_result(
+    server: AppServer,
+) -> None:
+    """aiohttp's timer can surface as a CancelledError nobody here asked for:
+    the request still ends with one result instead of a stream that waits
+    forever."""
+    async with Fetcher(retries=0) as f:
+        stream = f.stream([server.url("/hang"), server.url("/ok")], ordered=True)
+        task = asyncio.ensure_future(anext(stream))
+        engine = f._engine
+        assert engine is not None
+        assert await wait_for(
+            lambda: len(engine.workers) == 1 and engine.sched.active == 1
+        )
+        for worker in list(engine.workers):
+            worker.cancel()  # as if from inside the attempt
+        first = await asyncio.wait_for(task, timeout=10)
+        assert isinstance(first.error, asyncfetch.FetchTimeout)
+        second = await asyncio.wait_for(anext(stream), timeout=10)
+        assert second.ok
+        await stream.aclose()
