@@ -182,6 +182,12 @@ class Fetcher:
             )
         raise RuntimeError(f"Fetcher.{what}() called after the Fetcher was closed")
 
+    def _open_submissions(self, what: str) -> SubmitRun:
+        self._open_engine(what)
+        if self._submissions is None:  # pragma: no cover - set together on open
+            raise RuntimeError(f"Fetcher.{what}() called on a Fetcher that is not open")
+        return self._submissions
+
     @property
     def stats(self) -> Stats:
         """A snapshot of the counters (frozen at close once the Fetcher is closed)."""
@@ -351,10 +357,7 @@ class Fetcher:
                 print(result.status)
             ```
         """
-        self._open_engine("submit")
-        if self._submissions is None:  # pragma: no cover - set on open
-            raise RuntimeError("Fetcher.submit() called on a Fetcher that is not open")
-        return self._submissions.submit(url)
+        return self._open_submissions("submit").submit(url)
 
     async def download(self, url: URLInput, path: str | os.PathLike[str]) -> Result:
         """Fetch one URL and stream its body to ``path``.
@@ -380,13 +383,9 @@ class Fetcher:
             print(result.path, result.error)
             ```
         """
-        self._open_engine("download")
-        if self._submissions is None:  # pragma: no cover - set on open
-            raise RuntimeError(
-                "Fetcher.download() called on a Fetcher that is not open"
-            )
+        submissions = self._open_submissions("download")
         target = Path(path)
-        return await self._submissions.submit(url, save=lambda _: target)
+        return await submissions.submit(url, save=lambda _: target)
 
     async def fetch(self, url: URLInput) -> Result:
         """Fetch one URL and return its result (errors are on the result).
