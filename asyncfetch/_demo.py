@@ -1,11 +1,12 @@
-"""``asyncfetch demo``: fetch a few thousand URLs from a server in this process.
+"""``asyncfetch demo``: fetch a couple of thousand URLs from a server in this process.
 
-The server listens on loopback only (127.0.0.1, .2 and .3, or extra ports on
+The server listens on loopback only (127.0.0.1 to .4, or extra ports on
 127.0.0.1 where those cannot be bound) with fast, slow, missing, failing,
-redirecting, compressed, large and stalling pages, next to a closed port
-that stands for a host that is down. The demo streams the URLs through one
-[`Fetcher`][asyncfetch.Fetcher], draws progress on stderr when it is a terminal,
-prints a table per host built from the results, and shuts everything down.
+redirecting, compressed, large, stalling and rate-limited pages, next to a
+closed port that stands for a host that is down. The demo streams the URLs
+through one [`Fetcher`][asyncfetch.Fetcher], draws progress on stderr when it
+is a terminal, prints a table per host built from the results (and from what
+the server saw), and shuts everything down.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import statistics
 import sys
 import textwrap
 import time
-import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -38,41 +39,38 @@ PER_HOST = 16
 MAX_REDIRECTS = 5
 TIMEOUT = 2.0  # seconds per attempt, redirects included; /stall takes longer
 STALL = 2.5
+ATTEMPTS = 2  # the first try and one retry
+BREAKER = 20  # max_host_failures
+LIMITED = 5  # the limited host answers its first LIMITED requests with 429
 SEED = 2024
 
 Address = tuple[str, int]
 
 # host name -> (the address it asks for, "page kind:how many URLs ...")
 PLAN: dict[str, tuple[str, str]] = {
-    "fast": ("127.0.0.1", "page:770 gzip:60 big:30 hops:40"),
+    "fast": ("127.0.0.1", "page:620 gzip:60 big:20 hops:40"),
     "slow": ("127.0.0.2", "slow:160"),
     "mixed": ("127.0.0.3", "page:640 missing:100 error:70 hops:40 loop:5 stall:5"),
+    "limited": ("127.0.0.4", "limited:160"),
     "down": ("127.0.0.1", "page:80"),
 }
-HEADER = "host requests ok 404 5xx median max peak done errors"
+HEADER = "host requests ok 404 5xx retried paused HostDown median max done errors"
 
 
 class DemoServer:
-    """The demo's pages, and the most connections each address had open at once."""
+    """The demo's pages; when each host (``Host`` header) heard a request; its 429s."""
 
     def __init__(self) -> None:
-        self.connections: dict[Address, weakref.WeakSet[asyncio.BaseTransport]] = {}
-        self.peak: Counter[Address] = Counter()
+        self.arrivals: dict[str, list[float]] = {}
+        self.paused: Counter[str] = Counter()  # 429s sent with Retry-After
         self._gzipped = gzip.compress(b"asyncfetch decompresses this for you.\n" * 800)
         self._big = bytes(range(256)) * 1024  # 256 KiB
 
     @web.middleware
-    async def _peak(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Connections, not handlers: most handlers never await, and the client
-        # opens a connection only when no idle one is left, so the most open at
-        # once is the most requests it had in flight to that host at once.
-        transport = request.transport
-        if transport is not None:
-            host, port = transport.get_extra_info("sockname")[:2]
-            live = self.connections.setdefault((host, port), weakref.WeakSet())
-            live.add(transport)
-            now = sum(not t.is_closing() for t in live)
-            self.peak[host, port] = max(self.peak[host, port], now)
+    async def _arrival(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        self.arrivals.setdefault(request.host, []).append(time.monotonic())
         return await handler(request)
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
@@ -85,6 +83,11 @@ class DemoServer:
             return web.Response(status=404, text="not here\n")
         elif kind == "error":
             return web.Response(status=500, text="the server broke\n")
+        elif kind == "limited":  # too many requests, come back in a second
+            if len(self.arrivals[request.host]) <= LIMITED:
+                self.paused[request.host] += 1
+                headers = {"Retry-After": "1"}
+                return web.Response(status=429, text="slow down\n", headers=headers)
         elif kind == "gzip":
             headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain"}
             return web.Response(body=self._gzipped, headers=headers)
@@ -100,9 +103,16 @@ class DemoServer:
 
     def app(self) -> web.Application:
         """The aiohttp application serving every page kind at ``/{kind}/{n}``."""
-        app = web.Application(middlewares=[self._peak])
+        app = web.Application(middlewares=[self._arrival])
         app.router.add_get("/{kind}/{n:[0-9]+}", self._page)
         return app
+
+    def quietest(self, host: str) -> tuple[float, int]:
+        """The longest time ``host`` heard no request; how many others heard."""
+        times = self.arrivals.get(host, [])
+        gap, start = max(((b - a, a) for a, b in pairwise(times)), default=(0.0, 0.0))
+        heard = (t for h, ts in self.arrivals.items() if h != host for t in ts)
+        return gap, sum(start < t < start + gap for t in heard)
 
 
 def _listen(host: str) -> socket.socket:
@@ -134,7 +144,11 @@ class HostTally:
     ok: int = 0
     not_found: int = 0
     server_errors: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
+    attempts: int = 0
+    retried: int = 0  # attempts beyond the first
+    recovered: int = 0  # ok results that took more than one attempt
+    down: int = 0  # HostDown: failed at once by an open breaker
+    errors: Counter[str] = field(default_factory=Counter)  # the other errors
     elapsed: list[float] = field(default_factory=list)
     done_at: float = 0.0  # seconds after the start, of its last result
 
@@ -144,8 +158,14 @@ class HostTally:
         self.ok += result.ok
         self.not_found += result.status == 404
         self.server_errors += result.status is not None and result.status >= 500
-        if result.error is not None:
-            self.errors[type(result.error).__name__] += 1
+        self.attempts += result.attempts
+        self.retried += max(0, result.attempts - 1)
+        self.recovered += result.ok and result.attempts > 1
+        name = None if result.error is None else type(result.error).__name__
+        if name == "HostDown":
+            self.down += 1
+        elif name is not None:
+            self.errors[name] += 1
         if result.attempts:
             self.elapsed.append(result.elapsed)
         self.done_at = max(self.done_at, at)
@@ -155,14 +175,21 @@ class HostTally:
         """The median ``elapsed`` of the results that sent something."""
         return statistics.median(self.elapsed) if self.elapsed else 0.0
 
-    def cells(self, peak: int | None) -> list[str]:
-        """The table row for this host; ``peak`` is its most connections at once."""
+    def cells(self, paused: int) -> list[str]:
+        """The table row; ``paused``: the 429s with Retry-After it answered."""
         counts = (self.requests, self.ok, self.not_found, self.server_errors)
         times = (self.median, max(self.elapsed, default=0.0))
         errors = " ".join(f"{k}:{v}" for k, v in sorted(self.errors.items())) or "-"
         ms = [f"{t * 1000:.0f} ms" for t in times]
-        last = ["-" if peak is None else str(peak), f"{self.done_at:.1f} s", errors]
-        return [self.name, *map(str, counts), *ms, *last]
+        more = [str(self.retried), str(paused), str(self.down)]
+        return [
+            self.name,
+            *map(str, counts),
+            *more,
+            *ms,
+            f"{self.done_at:.1f} s",
+            errors,
+        ]
 
 
 Hosts = dict[Address, HostTally]
@@ -209,8 +236,9 @@ async def _fetch(urls: list[str], names: Mapping[Address, str]) -> tuple[Hosts, 
         concurrency=CONCURRENCY,
         per_host=PER_HOST,
         timeout=TIMEOUT,
-        retries=Retry(attempts=2, backoff=0.05),
+        retries=Retry(attempts=ATTEMPTS, backoff=0.05),
         max_redirects=MAX_REDIRECTS,
+        max_host_failures=BREAKER,
         progress=progress,
     ) as f:
         start = time.monotonic()
@@ -222,26 +250,38 @@ async def _fetch(urls: list[str], names: Mapping[Address, str]) -> tuple[Hosts, 
 
 
 def _report(
-    hosts: Hosts,
-    addresses: Mapping[str, Address],
-    peak: Mapping[Address, int],
-    stats: Stats,
+    hosts: Hosts, addresses: Mapping[str, Address], server: DemoServer, stats: Stats
 ) -> None:
-    print(format_table(HEADER, (t.cells(peak.get(k)) for k, t in hosts.items())))
-    print(f"\n{stats}\n")
-    down, slow, fast = (hosts[addresses[name]] for name in ("down", "slow", "fast"))
-    errors = ", ".join(f"{v} {k}" for k, v in sorted(down.errors.items()))
-    text = (
-        f"The {down.requests} requests to the closed port came back as results "
-        f"({errors}), not exceptions, like the stalls and the redirect loops; a 404 "
-        "or a 500 is a result with a status and no error. No host had more than "
-        f"{max(peak.values())} connections open at once (peak; per_host={PER_HOST},"
-        f" concurrency={CONCURRENCY}), so the slow host's {slow.median * 1000:.0f} ms"
-        f" a request held up no one: the fast host kept a median of "
-        f"{fast.median * 1000:.0f} ms and was done at {fast.done_at:.1f} s (the slow"
-        f" one at {slow.done_at:.1f} s). Try python -X dev -W error: no warnings."
+    rows = (t.cells(server.paused[f"{k[0]}:{k[1]}"]) for k, t in hosts.items())
+    print(format_table(HEADER, rows), f"\n{stats}\n", sep="\n")
+    down, slow, limited = (
+        hosts[addresses[name]] for name in ("down", "slow", "limited")
     )
-    print(textwrap.fill(text, 88))
+    errors = "".join(f"{v} {k}, " for k, v in sorted(down.errors.items()))
+    if down.down:
+        breaker = f"its breaker opened after {BREAKER} failures in a row"
+    else:
+        breaker = "its breaker never opened"
+    limited_host = "{}:{}".format(*addresses["limited"])
+    gap, others = server.quietest(limited_host)
+    text = [
+        "retried: attempts beyond the first; paused: responses the server sent that"
+        " host with 429 and Retry-After; HostDown: results an open breaker failed.",
+        f"The {down.requests} requests to the closed port came back as results "
+        f"({errors}{down.down} HostDown), not exceptions, like the stalls and the"
+        " redirect loops; a 404 or a 500 is a result with a status and no error. The"
+        f" dead host cost {down.attempts} attempts instead of "
+        f"{down.requests * ATTEMPTS}: {breaker} (max_host_failures={BREAKER}).",
+        f"The limited host answered {server.paused[limited_host]} requests with 429"
+        " and Retry-After: 1 and was paused: the server heard nothing from the client"
+        f" on that host for up to {gap:.2f} s at a time, while {others} requests"
+        f" reached the other hosts meanwhile; {limited.recovered} requests there came"
+        " back ok on a retry.",
+        f"Each host had at most {PER_HOST} requests in flight (per_host), so the"
+        f" slow host, at a median of {slow.median * 1000:.0f} ms a request, never"
+        f" took the other hosts' slots. Try python -X dev -W error: no warnings.",
+    ]
+    print("\n\n".join(textwrap.fill(paragraph, 88) for paragraph in text))
 
 
 async def _demo() -> None:
@@ -265,7 +305,7 @@ async def _demo() -> None:
                 await web.SockSite(runner, sock).start()
         names = {a: f"{a[0]}:{a[1]} ({name})" for name, a in addresses.items()}
         hosts, stats = await _fetch(_urls(addresses), names)
-        _report(hosts, addresses, server.peak, stats)
+        _report(hosts, addresses, server, stats)
     finally:
         await runner.cleanup()
 

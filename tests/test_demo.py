@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import re
 import socket
@@ -13,8 +14,8 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from asyncfetch import ConnectError, Request, Result
-from asyncfetch._demo import PLAN, _listen, format_table, tally
+from asyncfetch import ConnectError, HostDown, Request, Result
+from asyncfetch._demo import LIMITED, PLAN, DemoServer, _listen, format_table, tally
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,8 @@ def test_demo_runs_clean_and_reports_every_host() -> None:
     assert proc.returncode == 0
     out = proc.stdout
     assert re.search(
-        r"^host +requests +ok +404 +5xx +median +max +peak +done +errors$",
+        r"^host +requests +ok +404 +5xx +retried +paused +HostDown +median +max +done"
+        r" +errors$",
         out,
         re.MULTILINE,
     )
@@ -62,20 +64,31 @@ def test_demo_runs_clean_and_reports_every_host() -> None:
         planned = sum(int(part.split(":")[1]) for part in mix.split())
         total += planned
         row = re.search(
-            rf"^127\.0\.0\.\d+:\d+ \({name}\) +(\d+) +(\d+) .*$", out, re.MULTILINE
+            rf"^127\.0\.0\.\d+:\d+ \({name}\)" + r" +(\d+)" * 7 + " .*$",
+            out,
+            re.MULTILINE,
         )
         assert row, f"no row for the {name} host:\n{out}"
-        assert int(row[1]) == planned  # one result per URL, grouped by its host
+        requests, ok, _, _, retried, paused, down = map(int, row.groups())
+        assert requests == planned  # one result per URL, grouped by its host
         if name == "down":
-            assert int(row[2]) == 0
-            assert re.search(r"(ConnectError|HostDown):\d+", row[0])
+            assert ok == 0
+            assert down > 0  # the breaker opened: the rest failed with HostDown
+            assert re.search(r" ConnectError:\d+", row[0])
+        if name == "limited":  # 429 + Retry-After on the first few, then 200
+            assert (ok, retried, paused) == (planned, LIMITED, LIMITED)
+        else:
+            assert paused == 0
     stats = re.search(
         rf"^{total} done \((\d+) ok, (\d+) failed\), .* 0 in flight, ",
         out,
         re.MULTILINE,
     )
     assert stats, out
-    assert "not exceptions" in " ".join(out.split())
+    text = " ".join(out.split())
+    assert "not exceptions" in text
+    assert re.search(r"cost \d+ attempts instead of \d+: its breaker opened", text)
+    assert f"answered {LIMITED} requests with 429" in text
 
 
 def test_tally_groups_results_by_final_host_and_port() -> None:
@@ -105,15 +118,43 @@ def test_tally_groups_results_by_final_host_and_port() -> None:
         "2",
         "1",
         "1",
+        "0",
+        "3",
+        "0",
         "15 ms",
         "30 ms",
-        "3",
         "0.7 s",
         "-",
     ]
-    assert second.cells(None)[7:] == ["-", "0.9 s", "ConnectError:1"]
+    assert second.cells(0)[5:8] == ["0", "0", "0"]
+    assert second.cells(0)[10:] == ["0.9 s", "ConnectError:1"]
     unknown = tally([(_result("http://127.0.0.9:9/x"), 1.0)], names)
     assert unknown["127.0.0.9", 9].name == "127.0.0.9:9"
+
+
+def test_tally_counts_retries_and_host_down() -> None:
+    url = "http://127.0.0.1:8001/x"
+    retried = dataclasses.replace(_result(url), attempts=3)
+    down = dataclasses.replace(
+        _result(url, None),
+        error=HostDown(f"{url}: down", request=Request(url)),
+        attempts=0,
+        elapsed=0.0,
+    )
+    (host,) = tally([(retried, 0.1), (down, 0.2)], {}).values()
+    assert (host.requests, host.ok, host.attempts) == (2, 1, 3)
+    assert (host.retried, host.recovered, host.down) == (2, 1, 1)
+    assert dict(host.errors) == {}  # HostDown has its own column
+    assert host.elapsed == [0.01]  # nothing was sent for the HostDown one
+
+
+def test_quietest_finds_the_longest_silence() -> None:
+    server = DemoServer()
+    server.arrivals = {"a": [0.0, 0.1, 1.2, 1.3], "b": [0.5, 0.9, 1.25, 2.0]}
+    gap, others = server.quietest("a")
+    assert gap == pytest.approx(1.1)
+    assert others == 2  # b's at 0.5 and 0.9
+    assert server.quietest("nobody") == (0.0, 0)
 
 
 def test_format_table_aligns_columns() -> None:
