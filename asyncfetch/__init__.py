@@ -25,6 +25,7 @@ from ._errors import SaveError as SaveError
 from ._errors import TLSError as TLSError
 from ._errors import TooManyRedirects as TooManyRedirects
 from ._fetcher import Fetcher as Fetcher
+from ._links import links as links
 from ._models import Request as Request
 from ._models import Result as Result
 from ._models import Stats as Stats
@@ -55,11 +56,13 @@ __all__ = [
     "TooManyRedirects",
     "__version__",
     "fetch_all",
+    "links",
     "run",
 ]
 
 for _name in (
     "fetch_all",
+    "links",
     "run",
     "Fetcher",
     "SyncFetcher",

@@ -29,6 +29,7 @@ PUBLIC = {
     "TooManyRedirects",
     "__version__",
     "fetch_all",
+    "links",
     "run",
 }
 
