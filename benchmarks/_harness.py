@@ -72,13 +72,17 @@ class Server:
         """Base URL of the running server."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        """Start the server and wait (bounded) for its READY line."""
-        cmd = pinned(
+    def command(self) -> list[str]:
+        """The server's command line; subclasses serve other apps."""
+        return pinned(
             [PYTHON, str(BENCH_DIR / "server.py"), "--exit-on-stdin-eof"],
             SERVER_CORE,
             self.pin,
         )
+
+    def start(self) -> None:
+        """Start the server and wait (bounded) for its READY line."""
+        cmd = self.command()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + self.startup_timeout
@@ -89,7 +93,7 @@ class Server:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
                     self.stop()
-                    raise RuntimeError("benchmark server did not become READY")
+                    raise RuntimeError(f"{self.label} did not become READY")
                 if sel.select(timeout=min(left, 0.5)):
                     chunk = os.read(self.proc.stdout.fileno(), 4096)
                     if not chunk:

@@ -52,7 +52,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import selectors
 import signal
 import statistics
 import subprocess
@@ -278,29 +277,9 @@ class HtmlServer(Server):
         super().__init__(pin=False, startup_timeout=startup_timeout)
         self.size = size
 
-    def start(self) -> None:
-        """Start ``serve`` and wait (bounded) for its READY line."""
-        cmd = [PYTHON, SCRIPT, "serve", "--size", str(self.size)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        buf = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in buf:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("parse benchmark server did not become READY")
-                if sel.select(timeout=min(left, 0.5)):
-                    chunk = os.read(self.proc.stdout.fileno(), 4096)
-                    if chunk:
-                        buf += chunk  # on EOF, poll() above notices the exit
-        line = buf.split(b"\n", 1)[0].decode()
-        if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"unexpected server output: {line!r}")
-        self.port = int(line.split()[1])
+    def command(self) -> list[str]:
+        """This benchmark's own server."""
+        return [PYTHON, SCRIPT, "serve", "--size", str(self.size)]
 
 
 # -- client (subcommand ``client``) -----------------------------------------

@@ -44,7 +44,6 @@ import os
 import platform
 import pstats
 import re
-import selectors
 import signal
 import socket
 import statistics
@@ -191,27 +190,9 @@ class HostsServer(Server):
         f"127.{SILENT_BLOCK}.0.x on one port, one aiohttp.web process"
     )
 
-    def start(self) -> None:
-        """Start ``serve-hosts`` and wait (bounded) for its READY line."""
-        cmd = pinned([PYTHON, SCRIPT, "serve-hosts"], SERVER_CORE, self.pin)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        buf = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in buf:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("multi-host server did not become READY")
-                if sel.select(timeout=min(left, 0.5)):
-                    buf += os.read(self.proc.stdout.fileno(), 4096)
-        line = buf.split(b"\n", 1)[0].decode()
-        if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"unexpected server output: {line!r}")
-        self.port = int(line.split()[1])
+    def command(self) -> list[str]:
+        """This benchmark's own server."""
+        return pinned([PYTHON, SCRIPT, "serve-hosts"], SERVER_CORE, self.pin)
 
 
 def probe_hosts(port: int) -> list[str]:
