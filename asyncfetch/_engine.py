@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _breaker
 from ._breaker import Breaker, Gate
 from ._config import Options, Timeout
-from ._errors import FetchTimeout, HostDown
+from ._errors import FetchError, FetchTimeout, HostDown
 from ._input import HostKey
 from ._models import Request, Result, Stats
 from ._retry import PAUSE_STATUSES, is_retryable, pause_for, resendable, retry_delay
@@ -177,7 +177,10 @@ class Engine:
     def _host_down(self, job: Job) -> None:
         host = f"{job.url.scheme}://{job.url.host}:{job.url.port}"
         message = self.breaker.down_message(job.key, host)
-        error = HostDown(f"{job.url}: {message}", request=job.request)
+        self._fail(job, HostDown(f"{job.url}: {message}", request=job.request))
+
+    def _fail(self, job: Job, error: FetchError) -> None:
+        """Complete a job that ends without an attempt of its own."""
         elapsed = time.monotonic() - job.started if job.attempts else 0.0
         result = Result(
             job.request, job.url, error=error, attempts=job.attempts, elapsed=elapsed
@@ -396,12 +399,8 @@ class Engine:
             "taken as a timeout",
             request=job.request,
         )
-        elapsed = time.monotonic() - job.started if job.attempts else 0.0
-        result = Result(
-            job.request, job.url, error=error, attempts=job.attempts, elapsed=elapsed
-        )
         try:
-            self.complete(job.run, job.index, result)
+            self._fail(job, error)
         except Exception as exc:  # from the caller's progress callable
             job.run.fail(job.index, exc)
 

@@ -309,14 +309,10 @@ class ListRun(Run):
         self.results[index] = result
         self.completed += 1
         self.delivered += 1
-        if self.exhausted:
-            if self.completed == self.read:
-                self.wake()
-            return
-        sched = self.engine.sched
-        room = self.bound - (self.read - self.delivered)
-        if room >= self.batch or sched.active < sched.concurrency:
-            self.progressed()
+        if not self.exhausted:
+            self.progressed()  # reads more when the window has room for it
+        elif self.completed == self.read:
+            self.wake()
 
     def wake(self) -> None:
         if not self.done.done() and (self.finished or self.fatal or self.closed):

@@ -258,16 +258,6 @@ class Scheduler(Generic[J]):
         """The earliest time a held host becomes ready, if any host is held."""
         return self._timers[0][0] if self._timers else None
 
-    def idle_slots(self) -> bool:
-        """True when a global slot is free but no waiting job can take it now."""
-        if self.active >= self.concurrency:
-            return False
-        if self._timers:
-            self._wake()
-        return not any(
-            h.waiting and not self._capped(h) and not self._held(h) for h in self._ring
-        )
-
     def remove(self, predicate: Callable[[J], bool]) -> list[J]:
         """Drop every waiting job for which ``predicate`` is true; return them."""
         removed: list[J] = []

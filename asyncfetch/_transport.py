@@ -117,11 +117,6 @@ class Transport:
         )
         self._proxy = str(options.proxy) if options.proxy is not None else None
 
-    @property
-    def user_agent(self) -> str:
-        """The User-Agent header sent by default."""
-        return self._headers.get("User-Agent", "")
-
     async def open(self) -> None:
         """Create our own session (unless the caller gave one).
 
