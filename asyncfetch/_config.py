@@ -6,6 +6,7 @@ at keyword arguments or re-checks a value.
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,30 @@ __all__ = ["DEFAULT_MAX_BYTES", "Options", "Retry", "Timeout"]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 USER_AGENT = f"asyncfetch/{__version__}"
+
+
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LINE_BREAKING = re.compile(r"[\r\n\x00]")
+
+
+def check_headers(headers: Mapping[Any, Any], what: str) -> None:
+    """Refuse header names and values that are not str, or that could end a line.
+
+    Raises:
+        TypeError: a name or value is not a str.
+        ValueError: a name is not an HTTP token, or a value holds CR, LF or NUL
+            (header injection).
+    """
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"{what} must map str to str, not {name!r}: {value!r}")
+        if not TOKEN.fullmatch(name):
+            raise ValueError(f"{what}: {name!r} is not a valid header name")
+        if _LINE_BREAKING.search(value):
+            raise ValueError(
+                f"{what}: the value of {name!r} holds CR, LF or NUL, "
+                "which could inject headers"
+            )
 
 
 def _is_number(value: object) -> bool:
@@ -212,11 +237,12 @@ def _headers(value: object) -> CIMultiDictProxy[str]:
         return CIMultiDictProxy(CIMultiDict())
     if not isinstance(value, Mapping):
         raise ValueError(f"headers must be a mapping of str to str, not {value!r}")
+    try:
+        check_headers(value, "headers")
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
     headers: CIMultiDict[str] = CIMultiDict()
-    items = value.items()
-    for name, val in items:
-        if not isinstance(name, str) or not isinstance(val, str):
-            raise ValueError(f"headers must map str to str, not {name!r}: {val!r}")
+    for name, val in value.items():
         headers.add(name, val)
     return CIMultiDictProxy(headers)
 

@@ -12,7 +12,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._config import Timeout
+from ._config import TOKEN, Timeout, check_headers
 from ._errors import FetchError, HTTPStatusError
 
 __all__ = ["EMPTY_HEADERS", "Request", "Result", "Stats", "to_url"]
@@ -50,8 +50,11 @@ class Request:
         meta: any object of the caller's, handed back as ``result.meta``.
 
     Raises:
-        TypeError: ``url`` is not a str or URL, or ``method`` is not a str.
-        ValueError: both ``data`` and ``json`` are given, or a bad ``timeout``.
+        TypeError: ``url`` is not a str or URL, ``method`` is not a str, or
+            ``headers`` is not a mapping of str to str.
+        ValueError: both ``data`` and ``json`` are given, a bad ``timeout``, a
+            ``method`` that is not an HTTP token, or a header name or value
+            that could inject lines (CR, LF, NUL).
 
     Example:
         ```python
@@ -91,8 +94,12 @@ class Request:
             raise TypeError(f"Request method must be a non-empty str, not {method!r}")
         if data is not None and json is not None:
             raise ValueError("Request takes data or json, not both")
-        if headers is not None and not isinstance(headers, Mapping):
-            raise TypeError(f"Request headers must be a mapping, not {headers!r}")
+        if headers is not None:
+            if not isinstance(headers, Mapping):
+                raise TypeError(f"Request headers must be a mapping, not {headers!r}")
+            check_headers(headers, "Request headers")
+        if not TOKEN.fullmatch(method):
+            raise ValueError(f"Request method must be an HTTP token, not {method!r}")
         set_(self, "url", url)
         set_(self, "method", method.upper())
         set_(self, "headers", headers)

@@ -32,12 +32,15 @@ from ._errors import (
     SaveError,
     TooManyRedirects,
 )
+from ._h1 import FastPath, Response, fast_path_enabled
 from ._input import HTTP_SCHEMES
 from ._models import EMPTY_HEADERS, Request, Result
 from ._save import BodyFile
 from ._transport_errors import CATCH, error_class, translate
 
 __all__ = ["Transport", "check_session", "error_class"]
+
+_Response = aiohttp.ClientResponse | Response
 
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 CREDENTIALS: Final = ("Authorization", "Cookie", "Proxy-Authorization")
@@ -116,6 +119,7 @@ class Transport:
             True if options.verify is True else options.verify
         )
         self._proxy = str(options.proxy) if options.proxy is not None else None
+        self._fast: FastPath | None = None
 
     async def open(self) -> None:
         """Create our own session (unless the caller gave one).
@@ -147,10 +151,16 @@ class Transport:
         if hasattr(session, "_retry_connection"):
             session._retry_connection = False
         self._session = session
+        if self._proxy is None and fast_path_enabled():
+            fast = FastPath(self._options, self._session_headers)
+            self._fast = fast if fast.usable else None
 
     async def close(self) -> None:
         """Close our own session; a caller's session is left open."""
         session, self._session = self._session, None
+        fast, self._fast = self._fast, None
+        if fast is not None:
+            await fast.close()
         if self._owns_session and session is not None:
             await session.close()
 
@@ -213,25 +223,36 @@ class Transport:
         reason: str | None = None
         resp_headers: CIMultiDictProxy[str] = EMPTY_HEADERS
         sent = False
+        fast = self._fast
+        resp: _Response
         try:
             while True:
                 sent = False
-                resp = await session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    json=json,
-                    allow_redirects=False,
-                    raise_for_status=False,
-                    timeout=(
-                        self._last_client_timeout
-                        if timeout is self._last_timeout and deadline is None
-                        else self._timeout(timeout, deadline)
-                    ),
-                    proxy=self._proxy,
-                    ssl=self._ssl,
+                payload = (
+                    fast.encode(method, url, headers, data, json)
+                    if fast is not None
+                    else None
                 )
+                if payload is not None:
+                    assert fast is not None
+                    resp = await fast.send(method, url, payload, timeout, deadline)
+                else:
+                    resp = await session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=data,
+                        json=json,
+                        allow_redirects=False,
+                        raise_for_status=False,
+                        timeout=(
+                            self._last_client_timeout
+                            if timeout is self._last_timeout and deadline is None
+                            else self._timeout(timeout, deadline)
+                        ),
+                        proxy=self._proxy,
+                        ssl=self._ssl,
+                    )
                 sent = True
                 try:
                     status, reason = resp.status, resp.reason
@@ -307,7 +328,7 @@ class Transport:
         self,
         request: Request,
         url: URL,
-        resp: aiohttp.ClientResponse,
+        resp: _Response,
         content: bytes,
         attempts: int,
         first: float,
@@ -359,7 +380,7 @@ class Transport:
 
     async def _read(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: _Response,
         request: Request,
         url: URL,
         save: Callable[[URL], Path] | None = None,
@@ -431,7 +452,7 @@ class Transport:
             f"{url}: body larger than max_bytes={limit}", request=request
         )
 
-    async def _drain(self, resp: aiohttp.ClientResponse) -> None:
+    async def _drain(self, resp: _Response) -> None:
         """Read a small redirect body so the connection can be reused."""
         stream = resp.content
         size = 0

@@ -8,6 +8,7 @@ aiohttp exception class and fails on one this table does not map.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from typing import Final
 
@@ -38,6 +39,8 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[FetchError], str], ...]] = (
     (cx.ClientConnectorSSLError, TLSError, "TLS handshake failed"),
     (cx.ClientSSLError, TLSError, "TLS handshake failed"),
     (cx.ServerFingerprintMismatch, TLSError, "certificate fingerprint mismatch"),
+    # The fast path (``_h1``) meets these bare, before aiohttp would wrap them.
+    (ssl.SSLCertVerificationError, TLSError, "certificate not trusted"),
     (ssl.SSLError, TLSError, "TLS failure"),
     (ssl.CertificateError, TLSError, "certificate not valid"),
     (cx.ConnectionTimeoutError, FetchTimeout, "timed out connecting"),
@@ -45,6 +48,7 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[FetchError], str], ...]] = (
     (cx.ServerTimeoutError, FetchTimeout, "timed out"),
     (asyncio.TimeoutError, FetchTimeout, "timed out"),
     (cx.ClientConnectorDNSError, ConnectError, "cannot resolve host"),
+    (socket.gaierror, ConnectError, "cannot resolve host"),
     (cx.ClientProxyConnectionError, ConnectError, "cannot connect to proxy"),
     (cx.ClientConnectorError, ConnectError, "cannot connect"),
     (cx.ClientHttpProxyError, ConnectError, "proxy refused the tunnel"),

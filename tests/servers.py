@@ -613,6 +613,8 @@ class RawServer(_BaseServer):
         "big-header",
         "ok",
         "gzip-bomb",
+        "informational",
+        "ok-then-close",
         "status-only",
         "flaky-reset",
     )
@@ -857,6 +859,23 @@ class RawServer(_BaseServer):
     ) -> bool:
         w.write(b"HTTP/1.1 200 OK\r\n")
         await w.drain()
+        return False
+
+    @_mode("informational")
+    async def _informational(
+        self, r: asyncio.StreamReader, w: asyncio.StreamWriter, p: dict[str, str]
+    ) -> bool:
+        """A 100 Continue and a 103 Early Hints before the 200 "ok"."""
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        w.write(_head("103 Early Hints", "Link: </style.css>; rel=preload"))
+        return await self._ok(r, w, p)
+
+    @_mode("ok-then-close")
+    async def _ok_then_close(
+        self, r: asyncio.StreamReader, w: asyncio.StreamWriter, p: dict[str, str]
+    ) -> bool:
+        """A keep-alive-looking 200 "ok", then the server closes the connection."""
+        await self._ok(r, w, p)
         return False
 
 

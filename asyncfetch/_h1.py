@@ -1,0 +1,449 @@
+"""The HTTP/1.1 fast path: aiohttp's protocol and C parser, without ClientSession.
+
+``aiohttp.ClientSession.request`` spends most of a small request's CPU time
+building objects that a bulk fetcher does not need (``ClientRequest``,
+``ClientResponse``, traces, the connector's bookkeeping). This module sends
+the request bytes itself, on connections it pools itself, and reads the
+response with aiohttp's own ``ResponseHandler`` protocol and its C response
+parser. What comes out is the same: the same parser limits, decompression,
+``StreamReader`` body and exceptions (``ServerDisconnectedError``,
+``ClientPayloadError``, ``SocketTimeoutError``, ``HttpProcessingError``), so
+``_transport_errors`` maps both paths alike.
+
+It handles the common case: our own session, no proxy, an http(s) URL
+without user info, a body that is absent, ``bytes``, ``str`` or JSON, and
+headers that serialise safely. Anything else goes through ``ClientSession``
+(:meth:`FastPath.encode` returns ``None``). The path is off when
+``ASYNCFETCH_NO_FAST_PATH`` is set to a non-empty value, or when the
+installed aiohttp lacks what it uses; the test suite runs on both paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as json_module
+import os
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+try:  # aiohttp internals this path is built on; checked once, at import
+    from aiohttp import client_exceptions as _cx
+    from aiohttp.client_proto import ResponseHandler
+    from aiohttp.streams import StreamReader
+
+    _AVAILABLE = hasattr(ResponseHandler, "set_response_params") and hasattr(
+        ResponseHandler, "start_timeout"
+    )
+except ImportError:  # pragma: no cover - every supported aiohttp has them
+    _AVAILABLE = False
+
+from ._config import Options, Timeout
+
+__all__ = ["FastPath", "fast_path_enabled"]
+
+ENV_SWITCH: Final = "ASYNCFETCH_NO_FAST_PATH"
+KEEPALIVE: Final = 15.0  # seconds an idle connection is kept, as in aiohttp
+DNS_TTL: Final = 10.0  # seconds a name resolution is reused, as in aiohttp
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_NO_BODY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Hop-by-hop and framing headers we set ourselves; a caller who sets one
+# gets ClientSession's handling of it instead.
+_OURS: Final = frozenset(
+    {"connection", "content-length", "transfer-encoding", "expect", "upgrade"}
+)
+
+
+def _accept_encoding() -> str:
+    # What aiohttp advertises: the codings its parser can decode here.
+    try:
+        from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
+    except ImportError:  # pragma: no cover - older aiohttp
+        HAS_BROTLI = HAS_ZSTD = False
+    codings = ["gzip", "deflate"]
+    if HAS_BROTLI:  # pragma: no cover - brotli is not installed in the tests
+        codings.append("br")
+    if HAS_ZSTD:  # pragma: no cover - neither is zstandard
+        codings.append("zstd")
+    return ", ".join(codings)
+
+
+def fast_path_enabled() -> bool:
+    """Whether new Fetchers may use the fast path (aiohttp fits, no opt-out)."""
+    return _AVAILABLE and not os.environ.get(ENV_SWITCH)
+
+
+def _ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
+    """The context aiohttp's connector would use for ``verify``."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.options |= ssl.OP_NO_COMPRESSION
+        context.set_default_verify_paths()
+    context.set_alpn_protocols(("http/1.1",))
+    return context
+
+
+def _serialise(headers: Mapping[str, str]) -> bytes:
+    """Header lines; names and values were checked when the options and the
+    Request were made (``check_headers``)."""
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
+
+
+class Response:
+    """The part of ``aiohttp.ClientResponse`` that ``Transport`` uses."""
+
+    __slots__ = (
+        "_key",
+        "_pool",
+        "_proto",
+        "_timer",
+        "content",
+        "headers",
+        "reason",
+        "status",
+    )
+
+    def __init__(
+        self,
+        pool: FastPath,
+        key: tuple[str, str, int],
+        proto: ResponseHandler,
+        status: int,
+        reason: str,
+        headers: CIMultiDictProxy[str],
+        content: StreamReader,
+        timer: asyncio.TimerHandle | None,
+    ) -> None:
+        self._pool = pool
+        self._key = key
+        self._proto: ResponseHandler | None = proto
+        self._timer = timer
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.content = content
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length header as an int, if there is a valid one."""
+        value = self.headers.get("Content-Length")
+        if value is None or not value.isdigit():
+            return None
+        return int(value)
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        return await self.content.read()
+
+    def release(self) -> None:
+        """Give the connection back if the body was read in full, else close it."""
+        proto, self._proto = self._proto, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if proto is None:
+            return
+        if not proto.should_close and self.content.is_eof():
+            self._pool._put(self._key, proto)
+        else:
+            proto.close()
+
+    def close(self) -> None:
+        """Drop the connection."""
+        proto, self._proto = self._proto, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if proto is not None:
+            proto.close()
+
+
+def _expire(proto: ResponseHandler) -> None:
+    # The attempt's total time is up: fail whatever it waits for, as
+    # aiohttp's own timer would (a TimeoutError, not a cancellation).
+    exc = asyncio.TimeoutError()
+    proto.set_exception(exc)
+    payload = proto._payload
+    if payload is not None:
+        payload.set_exception(exc)
+
+
+class FastPath:
+    """Connections and requests of the fast path for one Transport."""
+
+    def __init__(self, options: Options, session_headers: Mapping[str, str]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ssl = _ssl_context(options.verify)
+        self._idle: dict[tuple[str, str, int], list[tuple[ResponseHandler, float]]] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+        auto: CIMultiDict[str] = CIMultiDict(
+            {"Accept": "*/*", "Accept-Encoding": _accept_encoding()}
+        )
+        auto.update(session_headers)
+        self._auto = CIMultiDictProxy(auto)
+        self._block_cache: dict[int, tuple[Mapping[str, str] | None, bytes | None]] = {}
+        block = _serialise(auto) if not any(k.lower() in _OURS for k in auto) else None
+        self._usable = block is not None
+        self._block = block or b""
+
+    @property
+    def usable(self) -> bool:
+        """False when the Fetcher's own headers need ClientSession's handling."""
+        return self._usable
+
+    def _headers_block(self, headers: Mapping[str, str] | None) -> bytes | None:
+        """Our header lines merged with a request's (which win), or None."""
+        if headers is None:
+            return self._block
+        cached = self._block_cache.get(id(headers))
+        if cached is not None and cached[0] is headers:
+            return cached[1]
+        if any(k.lower() in _OURS for k in headers):
+            block = None
+        else:
+            merged = CIMultiDict(self._auto)
+            merged.update(headers)
+            block = _serialise(merged)
+        if len(self._block_cache) < 64:  # the Fetcher's defaults, mostly
+            self._block_cache[id(headers)] = (headers, block)
+        return block
+
+    def _has(self, name: str, headers: Mapping[str, str] | None) -> bool:
+        return name in self._auto or (headers is not None and name in headers)
+
+    def encode(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str] | None,
+        data: Any,
+        json: Any,
+    ) -> bytes | None:
+        """The request's bytes, or ``None`` if ClientSession must send it."""
+        if url.raw_user is not None:
+            return None
+        block = self._headers_block(headers)
+        if block is None:
+            return None
+        # aiohttp's rules: a body has its length and its payload's type; no
+        # body is "Content-Length: 0" except for GET, HEAD, OPTIONS and TRACE;
+        # POST, PUT and PATCH default to application/octet-stream.
+        body = b""
+        length: int | None = 0
+        content_type = "application/octet-stream" if method in _BODY_METHODS else None
+        if json is not None:
+            body = json_module.dumps(json).encode("utf-8")
+            content_type = "application/json"
+        elif data is None:
+            if method in _NO_BODY_METHODS:
+                length = None
+        elif isinstance(data, bytes):
+            body = data
+            content_type = "application/octet-stream"
+        elif isinstance(data, str):
+            body = data.encode("utf-8")
+            content_type = "text/plain; charset=utf-8"
+        else:
+            return None  # forms, files, streams: ClientSession's payloads
+        extra = ""
+        if not self._has("Host", headers):
+            extra = f"Host: {url.host_port_subcomponent}\r\n"
+        if length is not None:
+            extra += f"Content-Length: {len(body)}\r\n"
+        if content_type is not None and not self._has("Content-Type", headers):
+            extra += f"Content-Type: {content_type}\r\n"
+        head = f"{method} {url.raw_path_qs} HTTP/1.1\r\n{extra}".encode()
+        return b"".join((head, block, b"\r\n", body))
+
+    async def send(
+        self,
+        method: str,
+        url: URL,
+        payload: bytes,
+        timeout: Timeout,
+        deadline: float | None,
+    ) -> Response:
+        """Send ``payload`` (from :meth:`encode`) and return the response head.
+
+        Raises:
+            OSError, ssl.SSLError, asyncio.TimeoutError, aiohttp.ClientError,
+            aiohttp.http_exceptions.HttpProcessingError: as ClientSession would;
+            ``_transport_errors`` translates them.
+        """
+        loop = self._loop
+        if deadline is None:
+            if timeout.total is not None:
+                deadline = loop.time() + timeout.total
+        else:  # a redirect: what is left of the attempt's time.monotonic() budget
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            deadline = loop.time() + left
+        scheme = url.scheme
+        host = url.raw_host or ""
+        port = url.port or (443 if scheme == "https" else 80)
+        key = (scheme, host, port)
+        proto = self._get(key)
+        if proto is None:
+            proto = await self._connect(key, timeout, deadline)
+        timer = None
+        try:
+            proto.set_response_params(
+                skip_payload=method == "HEAD",
+                read_until_eof=True,
+                read_timeout=timeout.read,
+            )
+            transport = proto.transport
+            assert transport is not None
+            transport.write(payload)
+            if timeout.read is not None:
+                proto.start_timeout()
+            if deadline is not None:
+                timer = loop.call_at(deadline, _expire, proto)
+            while True:
+                message, content = await proto.read()
+                code = message.code
+                if code < 100 or code > 199 or code == 101:
+                    break
+            return Response(
+                self, key, proto, code, message.reason, message.headers, content, timer
+            )
+        except BaseException:
+            if timer is not None:
+                timer.cancel()
+            proto.close()
+            raise
+
+    def _get(self, key: tuple[str, str, int]) -> ResponseHandler | None:
+        idle = self._idle.get(key)
+        while idle:
+            proto, _ = idle.pop()
+            if proto.is_connected() and not proto.should_close:
+                return proto
+            proto.close()
+        return None
+
+    def _put(self, key: tuple[str, str, int], proto: ResponseHandler) -> None:
+        if self._closed:
+            proto.close()
+            return
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []
+        idle.append((proto, self._loop.time()))
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(KEEPALIVE, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections idle for longer than KEEPALIVE."""
+        self._sweeper = None
+        cutoff = self._loop.time() - KEEPALIVE
+        for key in list(self._idle):
+            idle = self._idle[key]
+            kept = []
+            for proto, since in idle:
+                if since > cutoff and proto.is_connected():
+                    kept.append((proto, since))
+                else:
+                    proto.close()
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+        if self._idle:
+            self._sweeper = self._loop.call_later(KEEPALIVE, self._sweep)
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host``, cached for DNS_TTL seconds."""
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        except OSError:
+            pass
+        else:
+            return [host]
+        now = self._loop.time()
+        cached = self._dns.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        infos = await self._loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
+        )
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if len(self._dns) > 10_000:
+            self._dns.clear()
+        self._dns[(host, port)] = (now + DNS_TTL, addresses)
+        return addresses
+
+    async def _connect(
+        self, key: tuple[str, str, int], timeout: Timeout, deadline: float | None
+    ) -> ResponseHandler:
+        limit = timeout.connect
+        connect_bound = True
+        if deadline is not None:
+            left = deadline - self._loop.time()
+            if limit is None or left < limit:
+                limit, connect_bound = left, False
+        try:
+            return await asyncio.wait_for(self._open(key), limit)
+        except asyncio.TimeoutError as exc:
+            if connect_bound:
+                raise _cx.ConnectionTimeoutError(
+                    f"Connection timeout to host {key[1]}:{key[2]}"
+                ) from exc
+            raise
+
+    async def _open(self, key: tuple[str, str, int]) -> ResponseHandler:
+        scheme, host, port = key
+        loop = self._loop
+        context = self._ssl if scheme == "https" else None
+        name = host.rstrip(".") if context is not None else None
+        error: OSError | None = None
+        for address in await self._resolve(host, port):
+            try:
+                _, proto = await loop.create_connection(
+                    lambda: ResponseHandler(loop),
+                    address,
+                    port,
+                    ssl=context,
+                    server_hostname=name,
+                )
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                error = exc
+                continue
+            return proto
+        assert error is not None
+        raise error
+
+    async def close(self) -> None:
+        """Close every idle connection and wait (briefly) until they are closed."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        waiters = []
+        for idle in self._idle.values():
+            for proto, _ in idle:
+                closed = proto.closed
+                if closed is not None:
+                    waiters.append(closed)
+                proto.close()
+        self._idle.clear()
+        if waiters:
+            done, _ = await asyncio.wait(waiters, timeout=2.0)
+            for future in done:
+                future.exception()  # retrieved: an unclean close is not an error

@@ -1,0 +1,299 @@
+"""The HTTP/1.1 fast path (``_h1``) against ClientSession: the same on the wire.
+
+The whole suite runs twice in CI (``scripts/check``): once as is, on the fast
+path, and once with ``ASYNCFETCH_NO_FAST_PATH=1``, on ClientSession. The tests
+here pin what only the fast path has: which requests it takes, connection
+reuse and idle expiry, name resolution, its timeouts, and that a request it
+sends is byte for byte what ClientSession would have sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from servers import AppServer, RawServer, eventually
+
+import asyncfetch
+from asyncfetch import Fetcher, Request, Timeout, _h1
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs the fast path sends, in order (the rest went through ClientSession)."""
+    seen: list[str] = []
+    original = _h1.FastPath.send
+
+    async def send(self: _h1.FastPath, method: str, url: Any, *args: Any) -> Any:
+        seen.append(str(url))
+        return await original(self, method, url, *args)
+
+    monkeypatch.delenv(_h1.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(_h1.FastPath, "send", send)
+    return seen
+
+
+async def one(url: str | Request, **options: Any) -> asyncfetch.Result:
+    options.setdefault("retries", 0)
+    [result] = await asyncfetch.fetch_all([url], **options)
+    return result
+
+
+async def test_plain_requests_take_the_fast_path(
+    server: AppServer, sends: list[str]
+) -> None:
+    url = server.url("/ok")
+    results = await asyncfetch.fetch_all(
+        [url, Request(url, method="POST", data=b"x"), Request(url, json={"a": 1})]
+    )
+    assert all(r.ok for r in results)
+    assert sends == [url] * 3
+
+
+@pytest.mark.parametrize(
+    ("request_", "options"),
+    [
+        (Request("/echo", method="POST", data={"form": "1"}), {}),
+        (Request("/echo", headers={"Connection": "close"}), {}),
+        (Request("/echo", method="GET"), {"headers": {"Transfer-Encoding": "x"}}),
+        (Request("/echo", method="GET"), {"session": "caller's"}),
+        (Request("/echo", method="GET"), {"proxy": "own"}),
+        (Request("/echo", method="GET"), {"env": "1"}),
+    ],
+    ids=["form", "connection", "fetcher-te", "session", "proxy", "opt-out"],
+)
+async def test_what_the_fast_path_leaves_to_clientsession(
+    server: AppServer,
+    sends: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request_: Request,
+    options: dict[str, Any],
+) -> None:
+    options = dict(options)
+    request = Request(
+        server.url(str(request_.url)),
+        method=request_.method,
+        headers=request_.headers,
+        data=request_.data,
+    )
+    if options.pop("env", None):
+        monkeypatch.setenv(_h1.ENV_SWITCH, "1")
+    session = None
+    if options.get("session"):
+        session = options["session"] = aiohttp.ClientSession()
+    if options.get("proxy"):
+        options["proxy"] = server.origin  # an http proxy that answers /echo itself
+    try:
+        result = await one(request, **options)
+    finally:
+        if session is not None:
+            await session.close()
+    assert sends == []
+    assert result.status is not None or result.error is not None
+
+
+def _wire(result: asyncfetch.Result) -> dict[str, Any]:
+    sent = result.json()
+    return {
+        "method": sent["method"],
+        "path": sent["raw_path"],
+        "body": sent["body"],
+        "headers": sent["headers"],
+    }
+
+
+WIRE_CASES = [
+    Request("/echo?q=a%20b&r=%2F&é=ü"),
+    Request("/echo", method="HEAD"),
+    Request("/echo", method="POST", data=b"\x00\x01bytes"),
+    Request("/echo", method="PUT", data="text é"),
+    Request("/echo", method="PATCH", json={"a": [1, "é"]}),
+    Request("/echo", method="PUT"),
+    Request("/echo", method="DELETE"),
+    Request("/echo", method="POST", data="x", headers={"Content-Type": "text/csv"}),
+    Request("/echo", headers={"Host": "example.org", "Accept": "text/html"}),
+    Request("/echo", headers={"user-agent": "req/1", "X-Multi": "1"}),
+]
+
+
+@pytest.mark.parametrize("case", WIRE_CASES, ids=lambda r: f"{r.method} {r.url}")
+async def test_the_fast_path_sends_what_clientsession_sends(
+    server: AppServer,
+    monkeypatch: pytest.MonkeyPatch,
+    sends: list[str],
+    case: Request,
+) -> None:
+    request = Request(
+        server.url(str(case.url)),
+        method=case.method,
+        headers=case.headers,
+        data=case.data,
+        json=case.json,
+    )
+    options = {"headers": {"X-Fetcher": "f", "Authorization": "Bearer t"}}
+    fast = await one(request, **options)
+    monkeypatch.setenv(_h1.ENV_SWITCH, "1")
+    slow = await one(request, **options)
+    assert len(sends) == 1  # the first went the fast way, the second did not
+    assert fast.status == slow.status
+    if case.method == "HEAD":
+        assert fast.content == slow.content == b""
+        return
+    assert fast.status == 200
+    assert _wire(fast) == _wire(slow)
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-Bad": "a\r\nX-Injected: 1"}, {"X-Bad": "a\x00"}, {"Bad Name": "1"}]
+)
+def test_headers_that_could_inject_lines_are_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=r"X-Bad|Bad Name"):
+        Request("http://h/", headers=headers)
+    with pytest.raises(ValueError, match="headers"):
+        Fetcher(headers=headers)
+    with pytest.raises(ValueError, match="token"):
+        Request("http://h/", method="GE T")
+    with pytest.raises(TypeError, match="str to str"):
+        Request("http://h/", headers={"X-Num": 1})  # type: ignore[dict-item]
+
+
+async def test_connections_are_reused_and_expire_when_idle(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(_h1.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(_h1, "KEEPALIVE", 0.2)
+    before = server.connections_accepted()
+    async with Fetcher(concurrency=2) as f:
+        results = [r async for r in f.stream([server.url("/ok")] * 40)]
+        assert all(r.ok for r in results)
+        assert server.connections_accepted() - before == 2
+        assert server.connections_open() == 2
+        await eventually(lambda: server.connections_open() == 0, timeout=3)
+        assert (await f.fetch(server.url("/ok"))).ok  # a fresh connection
+        assert server.connections_accepted() - before == 3
+    await eventually(lambda: server.connections_open() == 0)
+
+
+async def test_a_connection_the_server_closed_is_not_reused(
+    raw_server: RawServer, sends: list[str]
+) -> None:
+    url = raw_server.url("ok-then-close")
+    async with Fetcher(retries=0, concurrency=1) as f:
+        first = await f.fetch(url)
+        await asyncio.sleep(0.2)  # the FIN arrives while the connection is idle
+        second = await f.fetch(url)
+    assert first.ok
+    assert second.ok
+    assert second.attempts == 1
+    assert len(sends) == 2
+
+
+async def test_informational_responses_are_skipped(raw_server: RawServer) -> None:
+    result = await one(raw_server.url("informational"))
+    assert (result.status, result.content) == (200, b"ok")
+
+
+async def test_host_names_are_resolved_and_cached(
+    server: AppServer, sends: list[str]
+) -> None:
+    url = server.url("/ok").replace("127.0.0.1", "localhost")
+    async with Fetcher(concurrency=4) as f:
+        results = [r async for r in f.stream([url] * 8)]
+        fast = f._engine.transport._fast  # type: ignore[union-attr]
+        assert fast is not None
+        assert ("localhost", server.port) in fast._dns
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert len(sends) == 8
+
+
+async def test_an_unknown_host_is_a_connect_error(sends: list[str]) -> None:
+    result = await one("http://no-such-host.invalid/x")
+    assert isinstance(result.error, asyncfetch.ConnectError)
+    assert "cannot resolve host" in str(result.error)
+    assert isinstance(result.error.__cause__, socket.gaierror)
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose accept queue is full: a new connection hangs in SYN-SENT."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):  # fill the queue; the kernel then drops further SYNs
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.05)
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+async def test_connect_timeout_on_the_fast_path(
+    full_backlog: int, sends: list[str]
+) -> None:
+    url = f"http://127.0.0.1:{full_backlog}/x"
+    connect = await one(url, timeout=Timeout(total=5, connect=0.3))
+    assert isinstance(connect.error, asyncfetch.FetchTimeout)
+    assert "timed out connecting" in str(connect.error)
+    total = await one(url, timeout=Timeout(total=0.3, connect=5))
+    assert isinstance(total.error, asyncfetch.FetchTimeout)
+    assert 0.25 < total.elapsed < 3
+    assert len(sends) == 2
+
+
+async def test_a_spent_budget_fails_before_sending(server: AppServer) -> None:
+    fast = _h1.FastPath(asyncfetch._config.Options(), {})
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await fast.send(
+                "GET", server.url("/ok"), b"", Timeout(total=1), time.monotonic() - 1
+            )
+    finally:
+        await fast.close()
+    assert server.total_hits() == 0
+
+
+@pytest.mark.parametrize("verify", ["context", False])
+async def test_tls_on_the_fast_path(
+    tls_server: AppServer,
+    client_ssl_context: ssl.SSLContext,
+    sends: list[str],
+    verify: str | bool,
+) -> None:
+    result = await one(
+        tls_server.url("/ok"), verify=client_ssl_context if verify else False
+    )
+    assert result.ok, result.error
+    assert sends == [tls_server.url("/ok")]
+
+
+async def test_untrusted_certificate_on_the_fast_path(
+    untrusted_tls_server: AppServer, sends: list[str]
+) -> None:
+    result = await one(untrusted_tls_server.url("/ok"))
+    assert isinstance(result.error, asyncfetch.TLSError)
+    assert "certificate not trusted" in str(result.error)
+    assert len(sends) == 1
+
+
+async def test_closing_the_fetcher_closes_every_connection(
+    server: AppServer, sends: list[str]
+) -> None:
+    async with Fetcher(concurrency=8) as f:
+        results = [r async for r in f.stream([server.url("/ok")] * 32)]
+        assert server.connections_open() >= 1
+    assert all(r.ok for r in results)
+    await eventually(lambda: server.connections_open() == 0)
