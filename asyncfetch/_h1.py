@@ -29,19 +29,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from aiohttp import client_exceptions as _cx
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
-
-try:  # aiohttp internals this path is built on; checked once, at import
-    from aiohttp import client_exceptions as _cx
-    from aiohttp.client_proto import ResponseHandler
-    from aiohttp.streams import StreamReader
-
-    _AVAILABLE = hasattr(ResponseHandler, "set_response_params") and hasattr(
-        ResponseHandler, "start_timeout"
-    )
-except ImportError:  # pragma: no cover - every supported aiohttp has them
-    _AVAILABLE = False
 
 from ._config import Options, Timeout
 
@@ -49,6 +41,7 @@ __all__ = ["FastPath", "fast_path_enabled"]
 
 ENV_SWITCH: Final = "ASYNCFETCH_NO_FAST_PATH"
 KEEPALIVE: Final = 15.0  # seconds an idle connection is kept, as in aiohttp
+READ_SIZE: Final = 256 * 1024  # at most this much per read, as asyncio's own
 DNS_TTL: Final = 10.0  # seconds a name resolution is reused, as in aiohttp
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _NO_BODY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -71,6 +64,13 @@ def _accept_encoding() -> str:
     if HAS_ZSTD:  # pragma: no cover - neither is zstandard
         codings.append("zstd")
     return ", ".join(codings)
+
+
+# What this module uses of aiohttp's protocol (present since aiohttp 3.9).
+_AVAILABLE: Final = all(
+    hasattr(ResponseHandler, name)
+    for name in ("set_response_params", "start_timeout", "should_close", "closed")
+)
 
 
 def fast_path_enabled() -> bool:
@@ -100,35 +100,90 @@ def _serialise(headers: Mapping[str, str]) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
 
 
+class _Conn(ResponseHandler, asyncio.BufferedProtocol):
+    """aiohttp's protocol, plus the deadline of the attempt it serves.
+
+    One lazy timer per connection checks the deadline: a request moves the
+    deadline, and the timer, when it fires early, re-arms for what is left.
+    So a keep-alive connection costs about one timer per ``total`` seconds,
+    not one per request.
+
+    It reads through ``BufferedProtocol`` into a buffer shared by every
+    connection of the FastPath (a read and its ``buffer_updated`` happen in
+    one callback), then hands aiohttp's parser a copy of what arrived. With
+    ``data_received`` the loop allocates a 256 KiB buffer per read, which
+    glibc serves with mmap, mremap and munmap: three system calls and a page
+    fault per response.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, buffer: memoryview) -> None:
+        super().__init__(loop)
+        self._read_buffer = buffer
+        self.deadline: float | None = None
+        self.idle_since = 0.0
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport reads to (``BufferedProtocol``)."""
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Parse the ``nbytes`` just read (``BufferedProtocol``)."""
+        self.data_received(bytes(self._read_buffer[:nbytes]))
+
+    def arm(self, deadline: float) -> None:
+        """Fail what the attempt waits for once ``deadline`` (loop time) passes."""
+        self.deadline = deadline
+        timer = self._deadline_timer
+        if timer is None or self._deadline_at > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._deadline_at = deadline
+            self._deadline_timer = self._loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        deadline = self.deadline
+        if deadline is None or self.transport is None:
+            return  # idle or closed: nothing waits
+        if self._loop.time() < deadline:
+            self.arm(deadline)
+            return
+        # As aiohttp's own timer would: a TimeoutError, not a cancellation.
+        exc = asyncio.TimeoutError()
+        self.set_exception(exc)
+        payload = self._payload
+        if payload is not None:
+            payload.set_exception(exc)
+
+    def drop(self) -> None:
+        """Close the connection for good."""
+        self.deadline = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self.close()
+
+
 class Response:
     """The part of ``aiohttp.ClientResponse`` that ``Transport`` uses."""
 
-    __slots__ = (
-        "_key",
-        "_pool",
-        "_proto",
-        "_timer",
-        "content",
-        "headers",
-        "reason",
-        "status",
-    )
+    __slots__ = ("_conn", "_key", "_pool", "content", "headers", "reason", "status")
 
     def __init__(
         self,
         pool: FastPath,
         key: tuple[str, str, int],
-        proto: ResponseHandler,
+        conn: _Conn,
         status: int,
         reason: str,
         headers: CIMultiDictProxy[str],
         content: StreamReader,
-        timer: asyncio.TimerHandle | None,
     ) -> None:
         self._pool = pool
         self._key = key
-        self._proto: ResponseHandler | None = proto
-        self._timer = timer
+        self._conn: _Conn | None = conn
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -142,41 +197,33 @@ class Response:
             return None
         return int(value)
 
+    def body_now(self) -> bytes | None:
+        """The whole body if it has already arrived, else ``None``."""
+        content = self.content
+        if content.is_eof() and content.exception() is None:
+            return content.read_nowait()
+        return None
+
     async def read(self) -> bytes:
         """The whole body."""
         return await self.content.read()
 
     def release(self) -> None:
         """Give the connection back if the body was read in full, else close it."""
-        proto, self._proto = self._proto, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if proto is None:
+        conn, self._conn = self._conn, None
+        if conn is None:
             return
-        if not proto.should_close and self.content.is_eof():
-            self._pool._put(self._key, proto)
+        if not conn.should_close and self.content.is_eof():
+            conn.deadline = None
+            self._pool._put(self._key, conn)
         else:
-            proto.close()
+            conn.drop()
 
     def close(self) -> None:
         """Drop the connection."""
-        proto, self._proto = self._proto, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if proto is not None:
-            proto.close()
-
-
-def _expire(proto: ResponseHandler) -> None:
-    # The attempt's total time is up: fail whatever it waits for, as
-    # aiohttp's own timer would (a TimeoutError, not a cancellation).
-    exc = asyncio.TimeoutError()
-    proto.set_exception(exc)
-    payload = proto._payload
-    if payload is not None:
-        payload.set_exception(exc)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.drop()
 
 
 class FastPath:
@@ -184,8 +231,10 @@ class FastPath:
 
     def __init__(self, options: Options, session_headers: Mapping[str, str]) -> None:
         self._loop = asyncio.get_running_loop()
-        self._ssl = _ssl_context(options.verify)
-        self._idle: dict[tuple[str, str, int], list[tuple[ResponseHandler, float]]] = {}
+        self._buffer = memoryview(bytearray(READ_SIZE))
+        self._verify = options.verify
+        self._ssl: ssl.SSLContext | None = None  # made for the first https host
+        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -296,54 +345,52 @@ class FastPath:
         host = url.raw_host or ""
         port = url.port or (443 if scheme == "https" else 80)
         key = (scheme, host, port)
-        proto = self._get(key)
-        if proto is None:
-            proto = await self._connect(key, timeout, deadline)
-        timer = None
+        conn = self._get(key)
+        if conn is None:
+            conn = await self._connect(key, timeout, deadline)
         try:
-            proto.set_response_params(
+            conn.set_response_params(
                 skip_payload=method == "HEAD",
                 read_until_eof=True,
                 read_timeout=timeout.read,
             )
-            transport = proto.transport
+            transport = conn.transport
             assert transport is not None
             transport.write(payload)
             if timeout.read is not None:
-                proto.start_timeout()
+                conn.start_timeout()
             if deadline is not None:
-                timer = loop.call_at(deadline, _expire, proto)
+                conn.arm(deadline)
             while True:
-                message, content = await proto.read()
+                message, content = await conn.read()
                 code = message.code
                 if code < 100 or code > 199 or code == 101:
                     break
             return Response(
-                self, key, proto, code, message.reason, message.headers, content, timer
+                self, key, conn, code, message.reason, message.headers, content
             )
         except BaseException:
-            if timer is not None:
-                timer.cancel()
-            proto.close()
+            conn.drop()
             raise
 
-    def _get(self, key: tuple[str, str, int]) -> ResponseHandler | None:
+    def _get(self, key: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(key)
         while idle:
-            proto, _ = idle.pop()
-            if proto.is_connected() and not proto.should_close:
-                return proto
-            proto.close()
+            conn = idle.pop()
+            if conn.is_connected() and not conn.should_close:
+                return conn
+            conn.drop()
         return None
 
-    def _put(self, key: tuple[str, str, int], proto: ResponseHandler) -> None:
+    def _put(self, key: tuple[str, str, int], conn: _Conn) -> None:
         if self._closed:
-            proto.close()
+            conn.drop()
             return
         idle = self._idle.get(key)
         if idle is None:
             idle = self._idle[key] = []
-        idle.append((proto, self._loop.time()))
+        conn.idle_since = self._loop.time()
+        idle.append(conn)
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(KEEPALIVE, self._sweep)
 
@@ -352,13 +399,12 @@ class FastPath:
         self._sweeper = None
         cutoff = self._loop.time() - KEEPALIVE
         for key in list(self._idle):
-            idle = self._idle[key]
             kept = []
-            for proto, since in idle:
-                if since > cutoff and proto.is_connected():
-                    kept.append((proto, since))
+            for conn in self._idle[key]:
+                if conn.idle_since > cutoff and conn.is_connected():
+                    kept.append(conn)
                 else:
-                    proto.close()
+                    conn.drop()
             if kept:
                 self._idle[key] = kept
             else:
@@ -389,7 +435,7 @@ class FastPath:
 
     async def _connect(
         self, key: tuple[str, str, int], timeout: Timeout, deadline: float | None
-    ) -> ResponseHandler:
+    ) -> _Conn:
         limit = timeout.connect
         connect_bound = True
         if deadline is not None:
@@ -405,16 +451,20 @@ class FastPath:
                 ) from exc
             raise
 
-    async def _open(self, key: tuple[str, str, int]) -> ResponseHandler:
+    async def _open(self, key: tuple[str, str, int]) -> _Conn:
         scheme, host, port = key
         loop = self._loop
-        context = self._ssl if scheme == "https" else None
+        context = None
+        if scheme == "https":
+            if self._ssl is None:  # loads the CA store: once, and only for https
+                self._ssl = _ssl_context(self._verify)
+            context = self._ssl
         name = host.rstrip(".") if context is not None else None
         error: OSError | None = None
         for address in await self._resolve(host, port):
             try:
                 _, proto = await loop.create_connection(
-                    lambda: ResponseHandler(loop),
+                    lambda: _Conn(loop, self._buffer),
                     address,
                     port,
                     ssl=context,
@@ -437,11 +487,11 @@ class FastPath:
             self._sweeper = None
         waiters = []
         for idle in self._idle.values():
-            for proto, _ in idle:
-                closed = proto.closed
+            for conn in idle:
+                closed = conn.closed
                 if closed is not None:
                     waiters.append(closed)
-                proto.close()
+                conn.drop()
         self._idle.clear()
         if waiters:
             done, _ = await asyncio.wait(waiters, timeout=2.0)

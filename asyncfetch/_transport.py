@@ -389,6 +389,14 @@ class Transport:
         """Read the body, stopping as soon as it passes ``max_bytes``; with
         ``save``, stream it to that file instead (then ``content`` is empty)."""
         limit = self._options.max_bytes
+        if save is None and type(resp) is Response:
+            body = resp.body_now()  # small bodies: all there with the head
+            if body is not None:
+                self.bytes_received += len(body)
+                if limit is not None and len(body) > limit:
+                    resp.close()
+                    raise _Failed(self._too_large(request, url, limit))
+                return body, None
         length = resp.content_length
         plain = "Content-Encoding" not in resp.headers
         if save is None and (
