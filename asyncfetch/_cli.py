@@ -27,6 +27,7 @@ from contextlib import ExitStack, aclosing, suppress
 from typing import IO, Any, TypeVar
 
 from ._fetcher import Fetcher
+from ._loop import run_coroutine
 from ._models import Request, Result
 from ._save import SaveDir
 from ._version import __version__
@@ -297,7 +298,7 @@ def _run(
         else:  # a list: the progress bar knows the total
             requests = [_request(url) for url in args.urls]
         try:
-            all_ok = asyncio.run(
+            all_ok = run_coroutine(
                 _fetch(fetcher, requests, out, args.ordered, args.save)
             )
         except OSError as exc:  # reading an input or writing the report failed

@@ -30,6 +30,7 @@ from aiohttp.typedefs import Handler
 
 from ._config import Retry
 from ._fetcher import Fetcher
+from ._loop import run_coroutine
 from ._models import Result, Stats
 
 __all__ = ["HostTally", "format_table", "main", "tally"]
@@ -312,5 +313,5 @@ async def _demo() -> None:
 
 def main() -> int:
     """Run the demo; return the exit status (0)."""
-    asyncio.run(_demo())
+    run_coroutine(_demo())
     return 0

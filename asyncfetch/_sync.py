@@ -28,6 +28,7 @@ from ._api import fetch_all
 from ._config import DEFAULT_MAX_BYTES, Retry, Timeout
 from ._fetcher import Fetcher, URLInput, URLs
 from ._input import as_request, is_async
+from ._loop import new_event_loop, run_coroutine
 from ._models import Result, Stats
 from ._parse import check_parse
 from ._save import SaveDir
@@ -134,7 +135,7 @@ def run(
     }
     Fetcher(**options)  # ValueError for a bad option, before any loop starts
     check_parse(parse, executor)
-    return asyncio.run(
+    return run_coroutine(
         fetch_all(urls, parse=parse, executor=executor, save_to=save_to, **options)
     )
 
@@ -229,7 +230,7 @@ class SyncFetcher:
             raise RuntimeError(
                 "a SyncFetcher can be entered only once; create a new one"
             )
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         thread = threading.Thread(
             target=self._serve, args=(loop,), name="asyncfetch-loop", daemon=True
         )

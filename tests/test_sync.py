@@ -15,7 +15,7 @@ import pytest
 from servers import AppServer
 
 import asyncfetch
-from asyncfetch import Result, SyncFetcher
+from asyncfetch import Result, SyncFetcher, _loop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -234,3 +234,35 @@ async def test_sync_fetcher_from_worker_threads_of_an_async_app(
             *(asyncio.to_thread(f.fetch, server.url(f"/bytes/{n}")) for n in range(5))
         )
     assert sorted(len(r.content) for r in results) == list(range(5))
+
+
+# -- the loop asyncfetch makes: uvloop with the speed extra ---------------------
+
+
+def test_run_and_syncfetcher_use_uvloop_when_installed(server: AppServer) -> None:
+    pytest.importorskip("uvloop")
+    kinds: list[str] = []
+
+    def progress(stats: asyncfetch.Stats) -> None:
+        kinds.append(_loop.loop_name(asyncio.get_running_loop()))
+
+    [result] = asyncfetch.run([server.url("/ok")], progress=progress)
+    assert result.ok
+    assert set(kinds) == {"uvloop"}
+    with SyncFetcher() as f:
+        assert f.fetch(server.url("/ok")).ok
+        assert _loop.loop_name(f._loop) == "uvloop"  # type: ignore[arg-type]
+
+
+def test_without_uvloop_the_loop_is_asyncio(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop fails
+    loop = _loop.new_event_loop()
+    try:
+        assert _loop.loop_name(loop) == "asyncio"
+    finally:
+        loop.close()
+    with SyncFetcher() as f:
+        assert f.fetch(server.url("/ok")).ok
+        assert _loop.loop_name(f._loop) == "asyncio"  # type: ignore[arg-type]
