@@ -3,29 +3,51 @@
 Usage::
 
     python benchmarks/clients.py CLIENT --url-base http://127.0.0.1:PORT \\
-        --n 20000 --concurrency 64 [--size 1024]
+        --n 20000 --concurrency 64 [--size 1024] [--path /bytes/{size}] \\
+        [--per-host 8] [--loop asyncio|uvloop]
 
-Clients:
+``--url-base`` may be a comma-separated list of bases: the URLs then go
+round-robin over them (the many-hosts scenario).
+
+Clients, each in its best-practice configuration for C = ``--concurrency``:
 
 * ``aiohttp-hand``: hand-written aiohttp -- one ``ClientSession`` with
-  ``TCPConnector(limit=C)``, C worker tasks pulling from one lazy iterator.
+  ``TCPConnector(limit=C)`` (plus ``limit_per_host`` with ``--per-host``),
+  C worker tasks pulling from one lazy iterator.
 * ``aiohttp-hand-list``: the same, keeping every response in a list in input
   order (what ``fetch_all`` returns), checked at the end.
+* ``aiohttp-gather``: the naive pattern -- one coroutine per URL created up
+  front, ``asyncio.gather`` over all of them, one session whose connector
+  limit is C.
+* ``aiohttp-semaphore``: one task per URL created up front, each holding an
+  ``asyncio.Semaphore(C)`` around its request; connector limit C.
+* ``httpx``: ``httpx.AsyncClient(limits=httpx.Limits(max_connections=C,
+  max_keepalive_connections=C))``, C worker tasks over one lazy iterator.
+* ``aiometer-httpx``: the same ``httpx.AsyncClient``, requests started by
+  ``aiometer.run_on_each(fetch, urls, max_at_once=C)`` over the lazy
+  iterator.
+* ``pycurl``: libcurl's multi interface without asyncio -- one ``CurlMulti``
+  and C ``Curl`` easy handles reused for every request (so connections are
+  kept alive), a ``perform``/``info_read``/``select`` loop.
 * ``asyncfetch-fetch_all``: ``await asyncfetch.fetch_all(urls, concurrency=C)``.
 * ``asyncfetch-stream``: ``async with asyncfetch.Fetcher(concurrency=C) as f:
   async for r in f.stream(urls)``.
 
-Every client fetches ``/bytes/{size}?i=<k>`` for k in range(n), reads every
-body in full and counts as ``ok`` only responses with status 200 and exactly
-``size`` bytes. The timed window starts after imports, before the session /
-fetcher is created, and ends after it is closed. Exit status is 0 only if
-``ok == n``.
+Every client fetches ``{path}?i=<k>`` (``path`` defaults to
+``/bytes/{size}``) for k in range(n), reads every body in full and counts as
+``ok`` only responses with status 200 and exactly ``size`` bytes. The timed
+window starts after imports (and, for the asyncio clients, inside the
+client's own ``asyncio.run``/``uvloop.run``), before the session / fetcher is
+created, and ends after it is closed. CPU time is ``getrusage(RUSAGE_SELF)``
+user + system over the window; peak RSS is ``ru_maxrss``. Exit status is 0
+only if ``ok == n``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -43,9 +65,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = (
     "aiohttp-hand",
     "aiohttp-hand-list",
+    "aiohttp-gather",
+    "aiohttp-semaphore",
+    "httpx",
+    "aiometer-httpx",
+    "pycurl",
     "asyncfetch-fetch_all",
     "asyncfetch-stream",
 )
+# Clients that do not run on an asyncio event loop (``--loop`` is ignored).
+SYNC_CLIENTS = frozenset({"pycurl"})
+# The third-party module each optional client needs.
+CLIENT_MODULES = {
+    "httpx": "httpx",
+    "aiometer-httpx": "aiometer",
+    "pycurl": "pycurl",
+}
+HTTPX_TIMEOUT_S = 30.0  # asyncfetch's default per attempt (httpx's is 5 s)
 
 
 @dataclass
@@ -67,6 +103,17 @@ class Tally:
             self.samples.append(f"status={status} len={body_len} error={error!r}"[:200])
 
 
+@dataclass
+class Job:
+    """What one client run fetches and how (the same for every client)."""
+
+    urls: Iterator[str]
+    concurrency: int
+    per_host: int | None
+    tally: Tally
+    mod: ModuleType | None = None
+
+
 def import_asyncfetch() -> ModuleType:
     """Import asyncfetch; fall back to the repo checkout if not installed."""
     try:
@@ -77,16 +124,31 @@ def import_asyncfetch() -> ModuleType:
     return asyncfetch
 
 
-def make_urls(url_base: str, n: int, size: int) -> Iterator[str]:
-    """Lazily yield ``n`` distinct URLs for ``size``-byte bodies."""
-    base = f"{url_base.rstrip('/')}/bytes/{size}?i="
-    return (f"{base}{i}" for i in range(n))
+def make_urls(
+    url_base: str, n: int, size: int, path: str | None = None
+) -> Iterator[str]:
+    """Lazily yield ``n`` distinct URLs for ``size``-byte bodies.
+
+    ``url_base`` may be a comma-separated list of bases: URL k then goes to
+    base k mod len(bases) (round-robin over hosts). ``path`` defaults to
+    ``/bytes/{size}``.
+    """
+    suffix = (path or f"/bytes/{size}") + "?i="
+    bases = [b.rstrip("/") + suffix for b in url_base.split(",") if b]
+    if len(bases) == 1:
+        base = bases[0]
+        return (f"{base}{i}" for i in range(n))
+    return (f"{base}{i}" for i, base in zip(range(n), itertools.cycle(bases)))
 
 
-async def run_aiohttp_hand(
-    urls: Iterator[str], concurrency: int, tally: Tally, _mod: ModuleType | None
-) -> None:
+def _connector(job: Job) -> aiohttp.TCPConnector:
+    """``TCPConnector(limit=C)``, plus ``limit_per_host`` when one is set."""
+    return aiohttp.TCPConnector(limit=job.concurrency, limit_per_host=job.per_host or 0)
+
+
+async def run_aiohttp_hand(job: Job) -> None:
     """Hand-written aiohttp: C workers sharing one lazy URL iterator."""
+    urls, tally = job.urls, job.tally
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for url in urls:  # shared generator: next() never awaits, so this is safe
@@ -97,19 +159,17 @@ async def run_aiohttp_hand(
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 tally.check(None, 0, exc)
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    async with aiohttp.ClientSession(connector=_connector(job)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(job.concurrency)))
 
 
-async def run_aiohttp_hand_list(
-    urls: Iterator[str], concurrency: int, tally: Tally, _mod: ModuleType | None
-) -> None:
+async def run_aiohttp_hand_list(job: Job) -> None:
     """Hand-written aiohttp that keeps every response, as ``fetch_all`` must.
 
     The same workers as ``aiohttp-hand``, each storing (url, status, headers,
     body) at the input's index; the check runs over the list at the end.
     """
+    urls, tally = job.urls, job.tally
     kept: list[tuple[Any, int, Any, bytes] | None] = []
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -122,38 +182,193 @@ async def run_aiohttp_hand_list(
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 tally.check(None, 0, exc)
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    async with aiohttp.ClientSession(connector=_connector(job)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(job.concurrency)))
     for item in kept:
         if item is not None:
             tally.check(item[1], len(item[3]))
 
 
-async def run_asyncfetch_fetch_all(
-    urls: Iterator[str], concurrency: int, tally: Tally, mod: ModuleType | None
-) -> None:
+async def _aiohttp_get(session: aiohttp.ClientSession, url: str, tally: Tally) -> None:
+    """GET ``url``, read the body in full and check it."""
+    try:
+        async with session.get(url) as r:
+            body = await r.read()
+            tally.check(r.status, len(body))
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        tally.check(None, 0, exc)
+
+
+async def run_aiohttp_gather(job: Job) -> None:
+    """The naive pattern: every request created up front, ``asyncio.gather``.
+
+    The connector limit (default 100) is set to C, so at most C requests are
+    on the wire; the rest wait inside the connector.
+    """
+    async with aiohttp.ClientSession(connector=_connector(job)) as session:
+        await asyncio.gather(*(_aiohttp_get(session, u, job.tally) for u in job.urls))
+
+
+async def run_aiohttp_semaphore(job: Job) -> None:
+    """A task per URL, created up front, each under ``asyncio.Semaphore(C)``."""
+    sem = asyncio.Semaphore(job.concurrency)
+
+    async def fetch(session: aiohttp.ClientSession, url: str) -> None:
+        async with sem:
+            await _aiohttp_get(session, url, job.tally)
+
+    async with aiohttp.ClientSession(connector=_connector(job)) as session:
+        tasks = [asyncio.create_task(fetch(session, u)) for u in job.urls]
+        await asyncio.gather(*tasks)
+
+
+def _httpx_client(job: Job) -> Any:
+    """``httpx.AsyncClient`` with a pool of C connections, all kept alive."""
+    import httpx
+
+    limits = httpx.Limits(
+        max_connections=job.concurrency, max_keepalive_connections=job.concurrency
+    )
+    return httpx.AsyncClient(limits=limits, timeout=HTTPX_TIMEOUT_S)
+
+
+async def _httpx_get(client: Any, url: str, tally: Tally) -> None:
+    """GET ``url`` with httpx (the body is read in full) and check it."""
+    import httpx
+
+    try:
+        r = await client.get(url)
+        tally.check(r.status_code, len(r.content))
+    except httpx.HTTPError as exc:
+        tally.check(None, 0, exc)
+
+
+async def run_httpx(job: Job) -> None:
+    """httpx: one ``AsyncClient``, C workers sharing one lazy URL iterator."""
+
+    async def worker(client: Any) -> None:
+        for url in job.urls:
+            await _httpx_get(client, url, job.tally)
+
+    async with _httpx_client(job) as client:
+        await asyncio.gather(*(worker(client) for _ in range(job.concurrency)))
+
+
+async def run_aiometer_httpx(job: Job) -> None:
+    """aiometer + httpx: ``run_on_each(fetch, urls, max_at_once=C)``.
+
+    ``run_on_each`` iterates its argument lazily and starts one task per
+    item, at most C at once (``amap`` would need a sized sequence).
+    """
+    import aiometer
+
+    async with _httpx_client(job) as client:
+
+        async def fetch(url: str) -> None:
+            await _httpx_get(client, url, job.tally)
+
+        await aiometer.run_on_each(fetch, job.urls, max_at_once=job.concurrency)  # type: ignore[arg-type]
+
+
+def run_pycurl(job: Job, deadline: float) -> None:
+    """libcurl multi: C reused easy handles, a perform/info_read/select loop.
+
+    Each easy handle keeps its connection alive (libcurl's connection cache,
+    shared by the multi handle); bodies are collected by a write callback
+    and joined, so every body exists in full as ``bytes`` like elsewhere.
+    """
+    import pycurl
+
+    multi = pycurl.CurlMulti()
+    multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, job.concurrency)
+    multi.setopt(pycurl.M_MAXCONNECTS, job.concurrency)
+    if job.per_host:
+        multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, job.per_host)
+    bodies: dict[Any, list[bytes]] = {}
+    free = []
+    for _ in range(job.concurrency):
+        easy = pycurl.Curl()
+        chunks: list[bytes] = []
+        bodies[easy] = chunks
+        easy.setopt(pycurl.WRITEFUNCTION, chunks.append)
+        easy.setopt(pycurl.NOSIGNAL, 1)
+        easy.setopt(pycurl.TIMEOUT, int(HTTPX_TIMEOUT_S))
+        easy.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        free.append(easy)
+    in_flight = 0
+    urls = job.urls
+    exhausted = False
+    try:
+        while True:
+            while free and not exhausted:
+                url = next(urls, None)
+                if url is None:
+                    exhausted = True
+                    break
+                easy = free.pop()
+                easy.setopt(pycurl.URL, url)
+                multi.add_handle(easy)
+                in_flight += 1
+            if in_flight == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("pycurl run passed its deadline")
+            ret = pycurl.E_CALL_MULTI_PERFORM
+            while ret == pycurl.E_CALL_MULTI_PERFORM:
+                ret, _ = multi.perform()
+            completed = 0
+            while True:
+                queued, done, failed = multi.info_read()
+                for easy in done:
+                    chunks = bodies[easy]
+                    body = b"".join(chunks)
+                    job.tally.check(easy.getinfo(pycurl.RESPONSE_CODE), len(body))
+                    chunks.clear()
+                    multi.remove_handle(easy)
+                    free.append(easy)
+                for easy, errno, message in failed:
+                    bodies[easy].clear()
+                    job.tally.check(None, 0, f"curl error {errno}: {message}")
+                    multi.remove_handle(easy)
+                    free.append(easy)
+                completed += len(done) + len(failed)
+                if not queued:
+                    break
+            in_flight -= completed
+            if not completed:  # nothing to refill: wait for socket activity
+                multi.select(1.0)
+    finally:
+        for easy in bodies:
+            easy.close()
+        multi.close()
+
+
+async def run_asyncfetch_fetch_all(job: Job) -> None:
     """``asyncfetch.fetch_all`` with defaults apart from ``concurrency``."""
-    assert mod is not None
-    results = await mod.fetch_all(urls, concurrency=concurrency)
+    assert job.mod is not None
+    results = await job.mod.fetch_all(
+        job.urls, concurrency=job.concurrency, per_host=job.per_host
+    )
     for r in results:
-        tally.check(r.status, len(r.content), r.error)
+        job.tally.check(r.status, len(r.content), r.error)
 
 
-async def run_asyncfetch_stream(
-    urls: Iterator[str], concurrency: int, tally: Tally, mod: ModuleType | None
-) -> None:
+async def run_asyncfetch_stream(job: Job) -> None:
     """``asyncfetch.Fetcher(...).stream(urls)`` with default options."""
-    assert mod is not None
-    async with mod.Fetcher(concurrency=concurrency) as f:
-        async for r in f.stream(urls):
-            tally.check(r.status, len(r.content), r.error)
+    assert job.mod is not None
+    async with job.mod.Fetcher(concurrency=job.concurrency, per_host=job.per_host) as f:
+        async for r in f.stream(job.urls):
+            job.tally.check(r.status, len(r.content), r.error)
 
 
-Runner = Callable[[Iterator[str], int, Tally, "ModuleType | None"], Awaitable[None]]
+Runner = Callable[[Job], Awaitable[None]]
 RUNNERS: dict[str, Runner] = {
     "aiohttp-hand": run_aiohttp_hand,
     "aiohttp-hand-list": run_aiohttp_hand_list,
+    "aiohttp-gather": run_aiohttp_gather,
+    "aiohttp-semaphore": run_aiohttp_semaphore,
+    "httpx": run_httpx,
+    "aiometer-httpx": run_aiometer_httpx,
     "asyncfetch-fetch_all": run_asyncfetch_fetch_all,
     "asyncfetch-stream": run_asyncfetch_stream,
 }
@@ -173,24 +388,23 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def timed(
-    client: str, args: argparse.Namespace, mod: ModuleType | None
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _record(
+    client: str,
+    args: argparse.Namespace,
+    mod: ModuleType | None,
+    tally: Tally,
+    wall: float,
+    cpu: float,
+    rss_start: float,
+    error: str | None,
 ) -> dict[str, Any]:
-    """Run one client inside the timed window and return its JSON record."""
-    tally = Tally(size=args.size)
-    urls = make_urls(args.url_base, args.n, args.size)
-    runner = RUNNERS[client]
-    rss_start = current_rss_mib()
-    error: str | None = None
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    try:
-        await asyncio.wait_for(runner(urls, args.concurrency, tally, mod), args.timeout)
-    except asyncio.TimeoutError:
-        error = f"timed out after {args.timeout} s"
-    except Exception as exc:  # a crash is a failed run, reported as data
-        error = f"{type(exc).__name__}: {exc}"
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
+    """The JSON record of one run."""
     return {
         "client": client,
         "n": args.n,
@@ -199,11 +413,14 @@ async def timed(
         "cpu_s": round(cpu, 4),
         "rss_peak_mib": round(peak_rss_mib(), 1),
         "req_per_s": round(tally.ok / wall, 1) if wall > 0 else 0.0,
+        "mib_per_s": round(tally.ok * args.size / wall / 2**20, 2) if wall else 0.0,
         "cpu_ms_per_req": round(1000 * cpu / tally.ok, 4) if tally.ok else None,
         "rss_start_mib": round(rss_start, 1),
         "concurrency": args.concurrency,
+        "per_host": args.per_host,
         "size": args.size,
-        "loop": args.loop,
+        "hosts": len([b for b in args.url_base.split(",") if b]),
+        "loop": "-" if client in SYNC_CLIENTS else args.loop,
         "bad": tally.bad,
         "bad_samples": tally.samples,
         "error": error,
@@ -211,20 +428,87 @@ async def timed(
     }
 
 
+async def timed(
+    client: str, args: argparse.Namespace, mod: ModuleType | None
+) -> dict[str, Any]:
+    """Run one asyncio client inside the timed window; return its record."""
+    tally = Tally(size=args.size)
+    job = Job(
+        make_urls(args.url_base, args.n, args.size, args.path),
+        args.concurrency,
+        args.per_host,
+        tally,
+        mod,
+    )
+    runner = RUNNERS[client]
+    rss_start = current_rss_mib()
+    error: str | None = None
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    try:
+        await asyncio.wait_for(runner(job), args.timeout)
+    except asyncio.TimeoutError:
+        error = f"timed out after {args.timeout} s"
+    except Exception as exc:  # a crash is a failed run, reported as data
+        error = f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - wall0
+    cpu = cpu_seconds() - cpu0
+    return _record(client, args, mod, tally, wall, cpu, rss_start, error)
+
+
+def timed_sync(client: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the (non-asyncio) pycurl client inside the timed window."""
+    import pycurl  # noqa: F401  (imported before the window, like the others)
+
+    tally = Tally(size=args.size)
+    job = Job(
+        make_urls(args.url_base, args.n, args.size, args.path),
+        args.concurrency,
+        args.per_host,
+        tally,
+    )
+    rss_start = current_rss_mib()
+    error: str | None = None
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    try:
+        run_pycurl(job, time.monotonic() + args.timeout)
+    except Exception as exc:  # a crash is a failed run, reported as data
+        error = f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - wall0
+    cpu = cpu_seconds() - cpu0
+    return _record(client, args, None, tally, wall, cpu, rss_start, error)
+
+
+def import_client_deps(client: str) -> ModuleType | None:
+    """Import what ``client`` needs before the timed window; asyncfetch or None."""
+    if client.startswith("asyncfetch"):
+        return import_asyncfetch()
+    if client == "aiometer-httpx":
+        import aiometer  # noqa: F401
+    if client in ("httpx", "aiometer-httpx"):
+        import httpx  # noqa: F401
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: run one client, print one JSON line."""
     p = argparse.ArgumentParser(description="Run one benchmark client.")
     p.add_argument("client", choices=CLIENTS)
-    p.add_argument("--url-base", required=True, help="e.g. http://127.0.0.1:8080")
+    p.add_argument(
+        "--url-base", required=True, help="e.g. http://127.0.0.1:8080 (or a,b,c)"
+    )
     p.add_argument("--n", type=int, required=True, help="number of requests")
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--per-host", type=int, default=None, help="per-host cap")
     p.add_argument("--size", type=int, default=1024, help="body size in bytes")
+    p.add_argument("--path", default=None, help="URL path (default /bytes/SIZE)")
     p.add_argument("--timeout", type=float, default=600.0, help="whole-run bound")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = p.parse_args(argv)
 
-    mod = import_asyncfetch() if args.client.startswith("asyncfetch") else None
-    if args.loop == "uvloop":
+    mod = import_client_deps(args.client)
+    if args.client in SYNC_CLIENTS:
+        record = timed_sync(args.client, args)
+    elif args.loop == "uvloop":
         import uvloop
 
         record = uvloop.run(timed(args.client, args, mod))

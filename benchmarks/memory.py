@@ -3,13 +3,16 @@
 Runs ``asyncfetch-stream`` (``async with Fetcher(concurrency=64) as f:
 async for r in f.stream(gen)``, ``gen`` a lazy generator of N URLs) and, for
 comparison, ``aiohttp-hand`` as separate pinned subprocesses for
-N = 100,000 and N = 1,000,000 (``--quick``: 10,000 and 100,000), interleaved,
-and reports peak RSS (MiB) of each. Flat memory means peak RSS barely changes
-between the two N.
+N = 100,000 and N = 1,000,000 (``--quick``: 20,000 and 200,000), interleaved,
+against nginx (or the aiohttp fallback server without it), and reports peak
+RSS (MiB) of each. Flat memory means peak RSS barely changes between the two
+N; the target is at most 100 MiB. ``run.py``'s ``memory`` scenario runs the
+same for ``asyncfetch-stream`` alone.
 
 Usage::
 
     python benchmarks/memory.py [--quick] [--concurrency 64] [--size 1024]
+        [--clients asyncfetch-stream,aiohttp-hand] [--server auto|nginx|aiohttp]
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    NginxServer,
     Server,
     asyncfetch_status,
     exit_on_sigterm,
+    nginx_status,
     pinning_status,
     run_client,
 )
 
 FULL_NS = (100_000, 1_000_000)
-QUICK_NS = (10_000, 100_000)
+QUICK_NS = (20_000, 200_000)
 MEMORY_CLIENTS = ("asyncfetch-stream", "aiohttp-hand")
 TIMEOUT_S = 900.0
+LIMIT_MIB = 100.0
 
 
 def run_memory(
@@ -61,18 +67,20 @@ def run_memory(
 def memory_table(records: Sequence[dict[str, Any]]) -> str:
     """Markdown table of peak RSS per (client, N), plus growth per client."""
     lines = [
-        "| client | N | ok | peak RSS MiB | RSS at start MiB | peak - start MiB "
-        "| req/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| client | loop | N | ok | req/s | CPU ms/req | peak RSS MiB "
+        f"| RSS at start MiB | peak - start MiB | target (<= {LIMIT_MIB:.0f} MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in records:
         peak, start = r.get("rss_peak_mib"), r.get("rss_start_mib")
         delta = f"{peak - start:.1f}" if peak is not None and start is not None else "-"
         status = " (FAILED)" if r.get("failed") else ""
+        target = "-" if peak is None else ("PASS" if peak <= LIMIT_MIB else "FAIL")
         lines.append(
-            f"| {r['client']}{status} | {r['n']:,} | {r.get('ok', 0):,} "
-            f"| {_fmt(peak)} | {_fmt(start)} | {delta} "
-            f"| {_fmt(r.get('req_per_s'), 0)} |"
+            f"| {r['client']}{status} | {r.get('loop', 'asyncio')} | {r['n']:,} "
+            f"| {r.get('ok', 0):,} | {_fmt(r.get('req_per_s'), 0)} "
+            f"| {_fmt(r.get('cpu_ms_per_req'), 3)} | {_fmt(peak)} | {_fmt(start)} "
+            f"| {delta} | {target} |"
         )
     lines.append("")
     for client in dict.fromkeys(r["client"] for r in records):
@@ -98,21 +106,32 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: start the server, run, print the table."""
     p = argparse.ArgumentParser(description="Peak RSS vs N for lazy streams.")
-    p.add_argument("--quick", action="store_true", help="N = 10,000 / 100,000")
+    p.add_argument("--quick", action="store_true", help="N = 20,000 / 200,000")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="per subprocess")
     p.add_argument("--jsonl", type=Path, help="also write raw records here")
+    p.add_argument("--clients", default=",".join(MEMORY_CLIENTS))
+    p.add_argument("--server", choices=("auto", "nginx", "aiohttp"), default="auto")
     args = p.parse_args(argv)
     exit_on_sigterm()
 
     pin, note = pinning_status()
     ns = QUICK_NS if args.quick else FULL_NS
     af_ok, af_note = asyncfetch_status()
-    clients = [c for c in MEMORY_CLIENTS if af_ok or not c.startswith("asyncfetch")]
+    wanted = [c.strip() for c in args.clients.split(",") if c.strip()]
+    clients = [c for c in wanted if af_ok or not c.startswith("asyncfetch")]
     if not af_ok:
         print(f"asyncfetch not importable ({af_note}): skipped", file=sys.stderr)
-    with Server(pin) as server:
+    nginx_ok, version = nginx_status()
+    if args.server == "nginx" and not nginx_ok:
+        p.error(f"--server nginx: {version}")
+    server: Server = (
+        NginxServer(pin, sizes=[args.size])
+        if nginx_ok and args.server != "aiohttp"
+        else Server(pin)
+    )
+    with server:
         records = run_memory(
             server.url_base,
             pin,
@@ -124,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.jsonl:
         args.jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
-    print(f"Pinning: {note}\n")
+    print(f"Server: {server.label}; pinning: {note}\n")
     print(memory_table(records))
     return 1 if any(r.get("failed") for r in records) else 0
 

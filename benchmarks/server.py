@@ -1,8 +1,9 @@
 """Benchmark HTTP server -- the *aiohttp fallback server*.
 
 A small, fast aiohttp.web server (on uvloop when importable) used as the
-target of the benchmarks. A later issue adds nginx as the preferred server;
-this one is the fallback that needs nothing beyond the project's own deps.
+target of the benchmarks when nginx is not installed (``run.py`` prefers
+nginx and labels results from this one "server: aiohttp fallback"); it needs
+nothing beyond the project's own deps.
 
 Routes:
 
@@ -11,11 +12,13 @@ Routes:
 
 Usage::
 
-    python benchmarks/server.py [--host 127.0.0.1] [--port 0]
+    python benchmarks/server.py [--host 127.0.0.1] [--port 0] [--extra-hosts N]
 
-Prints ``READY <port>`` on stdout once listening. Stops on SIGTERM/SIGINT,
-after ``--max-seconds`` (a safety bound), and -- with ``--exit-on-stdin-eof``
--- when its parent closes stdin (so it never outlives the harness).
+``--extra-hosts N`` also serves on 127.0.1.1 ... 127.0.1.N, same port (the
+many-hosts scenario). Prints ``READY <port>`` on stdout once listening.
+Stops on SIGTERM/SIGINT, after ``--max-seconds`` (a safety bound), and --
+with ``--exit-on-stdin-eof`` -- when its parent closes stdin (so it never
+outlives the harness).
 """
 
 from __future__ import annotations
@@ -81,7 +84,9 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         loop.call_soon_threadsafe(stop.set)
 
 
-async def serve(host: str, port: int, max_seconds: float, stdin_eof: bool) -> None:
+async def serve(
+    host: str, port: int, max_seconds: float, stdin_eof: bool, extra_hosts: int = 0
+) -> None:
     """Serve until a signal, stdin EOF or ``max_seconds`` elapse."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -95,6 +100,9 @@ async def serve(host: str, port: int, max_seconds: float, stdin_eof: bool) -> No
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
     bound_port = runner.addresses[0][1]
+    for i in range(1, extra_hosts + 1):
+        extra = web.TCPSite(runner, f"127.0.1.{i}", bound_port, backlog=1024)
+        await extra.start()
     print(f"READY {bound_port}", flush=True)
     try:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -121,8 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     p.add_argument("--max-seconds", type=float, default=4 * 3600.0)
     p.add_argument("--exit-on-stdin-eof", action="store_true")
+    p.add_argument("--extra-hosts", type=int, default=0, help="127.0.1.1..N too")
     args = p.parse_args(argv)
-    _run(serve(args.host, args.port, args.max_seconds, args.exit_on_stdin_eof))
+    if not 0 <= args.extra_hosts <= 254:
+        p.error("--extra-hosts must be in [0, 254]")
+    _run(
+        serve(
+            args.host,
+            args.port,
+            args.max_seconds,
+            args.exit_on_stdin_eof,
+            args.extra_hosts,
+        )
+    )
     return 0
 
 
