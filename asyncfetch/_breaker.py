@@ -58,11 +58,13 @@ class Breaker:
     def __init__(self, threshold: int | None, cooldown: float = COOLDOWN) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
-        self._hosts: dict[Hashable, _State] = {}
+        # Hosts with failures on record; empty (falsy) while all is well, so
+        # the engine's hot path tests ``breaker.hosts`` and skips the rest.
+        self.hosts: dict[Hashable, _State] = {}
 
     def gate(self, key: Hashable, now: float) -> Gate:
         """May a request to ``key`` start now? A ``PROBE`` answer is the probe."""
-        state = self._hosts.get(key)
+        state = self.hosts.get(key)
         if state is None or state.open_until is None:
             return Gate.GO
         if state.probing or now < state.open_until:
@@ -90,10 +92,10 @@ class Breaker:
         """
         if self.threshold is None:
             return False
-        state = self._hosts.get(key)
+        state = self.hosts.get(key)
         if responded:
             if state is not None:
-                del self._hosts[key]  # closed, count reset: nothing to remember
+                del self.hosts[key]  # closed, count reset: nothing to remember
             return False
         counted = isinstance(error, COUNTED) and not isinstance(error, HostDown)
         if state is not None and state.open_until is not None:
@@ -106,7 +108,7 @@ class Breaker:
         if not counted:
             return False
         if state is None:
-            state = self._hosts[key] = _State()
+            state = self.hosts[key] = _State()
         state.last_error = error
         state.failures += 1
         if state.failures >= self.threshold:
@@ -116,21 +118,21 @@ class Breaker:
 
     def abandon(self, key: Hashable) -> None:
         """The probe of ``key`` was cancelled before it ended: allow another."""
-        state = self._hosts.get(key)
+        state = self.hosts.get(key)
         if state is not None:
             state.probing = False
 
     def down_message(self, key: Hashable, host: str) -> str:
         """The message of a HostDown for ``key``: the host and its last error."""
-        state = self._hosts.get(key)
+        state = self.hosts.get(key)
         last = f"; last error: {state.last_error}" if state and state.last_error else ""
         failures = self.threshold or 0
         return f"{host}: host down after {failures} failures in a row{last}"
 
     def is_open(self, key: Hashable) -> bool:
         """Whether the breaker of ``key`` is open (probing or not)."""
-        state = self._hosts.get(key)
+        state = self.hosts.get(key)
         return state is not None and state.open_until is not None
 
     def __len__(self) -> int:
-        return len(self._hosts)
+        return len(self.hosts)

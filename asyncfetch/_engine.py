@@ -152,7 +152,7 @@ class Engine:
             if job.cancelled:
                 sched.release(job.key)
                 continue
-            if len(breaker):  # some host has failures on record
+            if breaker.hosts:  # some host has failures on record
                 gate = breaker.gate(job.key, self.loop.time())
                 if gate is Gate.DOWN:
                     sched.release(job.key)
@@ -296,7 +296,7 @@ class Engine:
             url = result.url
             key = (url.scheme, url.raw_host or "", url.port or 0)
         breaker = self.breaker
-        if error is not None or job.probe or len(breaker):
+        if error is not None or job.probe or breaker.hosts:
             now = self.loop.time()
             if key != job.key:  # the first host answered with a redirect
                 breaker.record(job.key, None, True, now, probe=job.probe)

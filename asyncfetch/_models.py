@@ -302,6 +302,58 @@ class Result:
         )
 
 
+_RESULT_SLOTS = tuple(
+    Result.__dict__[name].__set__
+    for name in (
+        "request",
+        "url",
+        "status",
+        "reason",
+        "headers",
+        "content",
+        "error",
+        "attempts",
+        "elapsed",
+        "history",
+        "parsed",
+        "path",
+        "depth",
+    )
+)
+
+
+def response_result(
+    request: Request,
+    url: URL,
+    status: int,
+    reason: str | None,
+    headers: CIMultiDictProxy[str],
+    content: bytes,
+    attempts: int,
+    elapsed: float,
+    history: tuple[URL, ...],
+    path: Path | None,
+) -> Result:
+    """``Result(...)`` for a response, about twice as fast as the frozen
+    dataclass's ``__init__`` (the transport's hot path)."""
+    result = object.__new__(Result)
+    s = _RESULT_SLOTS
+    s[0](result, request)
+    s[1](result, url)
+    s[2](result, status)
+    s[3](result, reason)
+    s[4](result, headers)
+    s[5](result, content)
+    s[6](result, None)
+    s[7](result, attempts)
+    s[8](result, elapsed)
+    s[9](result, history)
+    s[10](result, None)
+    s[11](result, path)
+    s[12](result, 0)
+    return result
+
+
 def _rebuild_result(
     request: Request,
     url: URL,

@@ -34,7 +34,7 @@ from ._errors import (
 )
 from ._h1 import FastPath, Response, fast_path_enabled
 from ._input import HTTP_SCHEMES
-from ._models import EMPTY_HEADERS, Request, Result
+from ._models import EMPTY_HEADERS, Request, Result, response_result
 from ._save import BodyFile
 from ._transport_errors import CATCH, error_class, translate
 
@@ -335,18 +335,16 @@ class Transport:
         history: list[URL],
         path: Path | None,
     ) -> Result:
-        return Result(
+        return response_result(
             request,
             url,
             resp.status,
             resp.reason,
             resp.headers,
             content,
-            None,
             attempts,
             time.monotonic() - first,
-            tuple(history),
-            None,
+            tuple(history) if history else (),
             path,
         )
 

@@ -297,3 +297,30 @@ async def test_closing_the_fetcher_closes_every_connection(
         assert server.connections_open() >= 1
     assert all(r.ok for r in results)
     await eventually(lambda: server.connections_open() == 0)
+
+
+async def test_one_connection_serves_every_kind_of_response_in_turn(
+    server: AppServer, sends: list[str]
+) -> None:
+    # The parser of a kept-alive connection is reused while the request
+    # kind stays the same (not for HEAD, not for another read timeout).
+    requests = [
+        Request(server.url("/bytes/10")),
+        Request(server.url("/bytes/20000?chunked=1")),
+        Request(server.url("/gzip/3000")),
+        Request(server.url("/bytes/30"), method="HEAD"),
+        Request(server.url("/bytes/40")),
+        Request(server.url("/status/204")),
+        Request(server.url("/bytes/50"), timeout=Timeout(total=5, read=5)),
+        Request(server.url("/bytes/60")),
+        Request(server.url("/redirect/1")),
+        Request(server.url("/ok"), method="POST", data=b"x"),
+    ]
+    before = server.connections_accepted()
+    async with Fetcher(concurrency=1) as f:
+        results = [await f.fetch(r) for r in requests]
+    sizes = [len(r.content) for r in results]
+    assert sizes == [10, 20000, 3000, 0, 40, 0, 50, 60, 4, 2], results
+    assert [r.status for r in results] == [200] * 5 + [204] + [200] * 4
+    assert server.connections_accepted() - before == 1
+    assert len(sends) == 11  # the redirect is two
