@@ -52,6 +52,9 @@ _OURS: Final = frozenset(
 )
 
 
+_timeout_scope = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
 def _accept_encoding() -> str:
     # What aiohttp advertises: the codings its parser can decode here.
     try:
@@ -475,7 +478,10 @@ class FastPath:
             if limit is None or left < limit:
                 limit, connect_bound = left, False
         try:
-            return await asyncio.wait_for(self._open(key), limit)
+            if _timeout_scope is not None:  # no task per connection, unlike wait_for
+                async with _timeout_scope(limit):
+                    return await self._open(key)
+            return await asyncio.wait_for(self._open(key), limit)  # pragma: no cover
         except asyncio.TimeoutError as exc:
             if connect_bound:
                 raise _cx.ConnectionTimeoutError(

@@ -183,7 +183,7 @@ def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
             concurrency=500,
             size=2,
             path="/delay",
-            entries=list(on_asyncio),
+            entries=on_asyncio + on_uvloop,
             delay_server=True,
             wrk_connections=500,
             target=target_latency,
