@@ -76,6 +76,7 @@ class Scheduler(Generic[J]):
         self._ring: deque[_Host[J]] = deque()
         self._timers: list[tuple[float, int, _Host[J]]] = []
         self._seq = 0
+        self._gaps: dict[Hashable, float] = {}  # host -> least gap between starts
 
     def __repr__(self) -> str:
         return (
@@ -181,6 +182,10 @@ class Scheduler(Generic[J]):
                     self._timer(host)
                     continue
                 host.tat = max(host.tat, now) + self._interval
+            if self._gaps:
+                gap = self._gaps.get(host.key)
+                if gap:  # a crawl delay: the next start waits a gap after this one
+                    self._hold_after_start(host, gap)
             job = waiting.popleft()
             host.active += 1
             self.active += 1
@@ -211,6 +216,19 @@ class Scheduler(Generic[J]):
         else:
             self._forget_if_idle(host)
 
+    def set_gap(self, key: Hashable, seconds: float) -> None:
+        """Start jobs of host ``key`` at least ``seconds`` apart (a crawl
+        delay); ``0`` removes the gap. Redirect hops (``reserve``) count."""
+        if seconds > 0:
+            self._gaps[key] = seconds
+        else:
+            self._gaps.pop(key, None)
+
+    def _hold_after_start(self, host: _Host[J], gap: float) -> None:
+        until = self.clock() + gap
+        if until > host.ready_at:
+            host.ready_at = until
+
     def hold(self, key: Hashable, until: float) -> None:
         """Start no job of host ``key`` before ``until`` (jobs under way go on)."""
         host = self._hosts.get(key)
@@ -238,13 +256,16 @@ class Scheduler(Generic[J]):
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = _Host(key)
-        if not host.ready_at and self.rate is None:
+        gap = self._gaps.get(key, 0.0) if self._gaps else 0.0
+        if not host.ready_at and self.rate is None and not gap:
             return 0.0
         now = self.clock()
         start = max(now, host.ready_at)
         if self.rate is not None:
             start = max(start, host.tat - self._tolerance)
             host.tat = max(host.tat, start) + self._interval
+        if gap:
+            host.ready_at = start + gap
         if not host.waiting and not host.active and not host.timed:
             self._timer(host, at=max(host.tat, host.ready_at))  # forget it later
         return start - now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -200,3 +201,74 @@ def test_the_clock_is_read_only_while_a_host_is_held() -> None:
     assert clock.reads == 0
     s.hold("h0", 1.0)
     assert clock.reads > 0
+
+
+# -- the least gap between starts to a host (a crawl delay) --------------------
+
+
+def test_a_gap_spaces_the_starts_of_one_host_only() -> None:
+    clock = Clock()
+    s: Scheduler[str] = Scheduler(concurrency=10, clock=clock)
+    s.set_gap("slow", 2.0)
+    for i in range(3):
+        s.push("slow", f"s{i}")
+        s.push("fast", f"f{i}")
+    assert sorted(drain(s)) == ["f0", "f1", "f2", "s0"]  # the others wait
+    assert s.next_wakeup() == 2.0
+    assert drain(s, now=1.9) == []
+    assert drain(s, now=2.0) == ["s1"]
+    assert drain(s, now=3.0) == []
+    assert drain(s, now=4.5) == ["s2"]
+    s.set_gap("slow", 0)  # removed: no more waiting after a start
+    s.push("slow", "s3")
+    s.push("slow", "s4")
+    assert drain(s, now=6.5) == ["s3", "s4"]
+
+
+def test_a_redirect_hop_keeps_the_gap() -> None:
+    clock = Clock()
+    s: Scheduler[str] = Scheduler(concurrency=10, clock=clock)
+    s.set_gap("h", 1.0)
+    s.push("h", "a")
+    s.push("h", "b")
+    assert drain(s) == ["a"]
+    clock.now = 0.25
+    assert s.reserve("h") == 0.75  # the hop waits for the gap after "a"
+    assert drain(s, now=1.0) == []  # and "b" for a gap after the hop
+    assert drain(s, now=2.0) == ["b"]
+    assert s.reserve("other") == 0.0
+
+
+gap_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["push", "pop", "release", "tick"]), st.sampled_from("ab")
+    ),
+    max_size=60,
+)
+
+
+@settings(deadline=None)
+@given(gap=st.floats(0.1, 3.0), rate=st.none() | st.floats(0.5, 20), ops=gap_ops)
+def test_starts_of_a_gapped_host_are_never_closer_than_the_gap(
+    gap: float, rate: float | None, ops: list[tuple[str, str]]
+) -> None:
+    clock = Clock()
+    s: Scheduler[str] = Scheduler(concurrency=3, clock=clock, rate=rate)
+    s.set_gap("a", gap)
+    starts: dict[str, list[float]] = defaultdict(list)
+    active: Counter[str] = Counter()
+    for op, host in ops:
+        if op == "push":
+            s.push(host, host)
+        elif op == "pop":
+            job = s.pop()
+            if job is not None:
+                starts[job].append(clock.now)
+                active[job] += 1
+        elif op == "release" and active[host]:
+            s.release(host)
+            active[host] -= 1
+        elif op == "tick":
+            clock.now += 0.37
+    times = starts["a"]
+    assert all(b - a >= gap - 1e-9 for a, b in pairwise(times))
