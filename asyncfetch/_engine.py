@@ -242,6 +242,7 @@ class Engine:
                     started=job.started,
                     hop=self._hop,
                     save=job.save,
+                    max_redirects=run.max_redirects,
                 )
             except Exception as exc:  # a bug: the run raises it to its caller
                 failure = exc
@@ -427,6 +428,9 @@ class Engine:
 
     def finish(self, run: Run, index: int, result: Result) -> None:
         """Count a result and hand it to its run."""
+        if not run.counted:  # a crawl's robots.txt: bytes and retries only
+            run.deliver(index, result)
+            return
         self.completed += 1
         if result.error is not None:
             self.failed += 1

@@ -21,7 +21,8 @@ from typing import Any, TypeAlias
 
 from yarl import URL
 
-from ._config import DEFAULT_MAX_BYTES, Options, Retry, Timeout
+from ._config import DEFAULT_MAX_BYTES, USER_AGENT, Options, Retry, Timeout
+from ._crawl import Crawl
 from ._engine import Engine
 from ._input import is_async
 from ._models import Request, Result, Stats
@@ -404,3 +405,88 @@ class Fetcher:
         """
         self._open_engine("fetch")
         return await self.submit(url)
+
+    def crawl(
+        self,
+        seeds: Iterable[URLInput],
+        *,
+        follow: Callable[[Result], Any] | None = None,
+        max_depth: int | None = None,
+        max_pages: int | None = None,
+        same_host: bool = True,
+        robots: bool = True,
+    ) -> AsyncIterator[Result]:
+        """Crawl from ``seeds``, breadth-first, yielding results as they complete.
+
+        Every URL is requested at most once (compared with scheme and host
+        lower-cased, the default port and the fragment dropped); a result's
+        ``depth`` is 0 for a seed and one more than the page where a link was
+        first found. Everything runs under this Fetcher's limits, retries,
+        pauses and breaker.
+
+        Args:
+            seeds: the starting URLs (``str``, ``yarl.URL`` or
+                [`Request`][asyncfetch.Request]).
+            follow: called with each ``ok`` result; returns the URLs to visit
+                next (str, URL or Request; relative ones are resolved against
+                ``result.url``). A function, an ``async def`` function or an
+                async generator function. Default:
+                [`asyncfetch.links`][asyncfetch.links].
+            max_depth: links found on pages at this depth are not followed;
+                ``None`` for no limit.
+            max_pages: stop after this many results (failed and
+                ``Disallowed`` ones included); ``None`` for no limit.
+            same_host: follow only links to the seeds' host names (any
+                scheme or port).
+            robots: obey each origin's robots.txt (fetched once, before the
+                first request there) and its ``Crawl-delay``; forbidden URLs
+                give results whose error is ``Disallowed``.
+
+        Raises:
+            RuntimeError: the Fetcher is not open.
+            TypeError: a seed, or an item ``follow`` returns, is not a str,
+                URL or Request.
+            ValueError: ``max_depth`` or ``max_pages`` is negative / below 1.
+            Exception: whatever ``follow`` raises, after everything in flight
+                is cancelled.
+
+        Example:
+            ```python
+            async with asyncfetch.Fetcher(per_host=4) as f:
+                async for result in f.crawl(["https://example.org/"], max_depth=2):
+                    print(result.depth, result.status, result.url)
+            ```
+        """
+        engine = self._open_engine("crawl")
+        if max_depth is not None and (
+            not isinstance(max_depth, int)
+            or isinstance(max_depth, bool)
+            or max_depth < 0
+        ):
+            raise ValueError(
+                f"max_depth must be an int >= 0 or None, not {max_depth!r}"
+            )
+        if max_pages is not None and (
+            not isinstance(max_pages, int)
+            or isinstance(max_pages, bool)
+            or max_pages < 1
+        ):
+            raise ValueError(
+                f"max_pages must be an int >= 1 or None, not {max_pages!r}"
+            )
+        if follow is not None and not callable(follow):
+            raise TypeError(f"follow must be callable, not {follow!r}")
+        if isinstance(seeds, (str, URL, Request)):
+            seeds = [seeds]
+        agent = self._options.headers.get("User-Agent", USER_AGENT)
+        crawl = Crawl(
+            engine,
+            seeds,
+            follow=follow,
+            max_depth=max_depth,
+            max_pages=max_pages,
+            same_host=same_host,
+            robots=robots,
+            agent=agent,
+        )
+        return crawl.results()

@@ -24,7 +24,7 @@ from typing import Any
 from yarl import URL
 
 from ._engine import Engine, Job
-from ._errors import InvalidURL
+from ._errors import FetchError, InvalidURL
 from ._input import as_request, check_url, is_async
 from ._models import Request, Result
 from ._parse import ParseStage
@@ -36,6 +36,11 @@ class Run(abc.ABC):
     """The input, jobs and results of one call."""
 
     keeps_order = False  # True: placeholder() is called for each item read
+    counted = True  # False: results stay out of completed/ok/failed/by_status
+    max_redirects: int | None = None  # over the Fetcher's, for this run's jobs
+    # Called with each valid request and its URL before it is queued; an
+    # error it returns completes the item at once (a crawl's Disallowed).
+    gate: Callable[[Request, URL], FetchError | None] | None = None
 
     def __init__(self, engine: Engine, urls: Any = None) -> None:
         self.engine = engine
@@ -150,6 +155,11 @@ class Run(abc.ABC):
             engine.complete(self, index, Result(request, request.url, error=checked))
             return None
         url, key = checked
+        if self.gate is not None:
+            refused = self.gate(request, url)
+            if refused is not None:
+                engine.complete(self, index, Result(request, url, error=refused))
+                return None
         timeout = request.timeout
         job = Job(request, url, key, self, index, timeout or engine.options.timeout)
         engine.sched.push(key, job)

@@ -198,6 +198,7 @@ class Transport:
         started: float | None = None,
         hop: Callable[[URL], float] | None = None,
         save: Callable[[URL], Path] | None = None,
+        max_redirects: int | None = None,
     ) -> Result:
         """Send ``request`` to ``url`` once, following redirects.
 
@@ -206,11 +207,13 @@ class Transport:
         wait for its host (its rate limit or pause); that wait is not counted
         in the timeout. ``save(url)`` names the file a final response with a
         status below 400 is streamed to (``content`` is then empty).
+        ``max_redirects`` overrides the Fetcher's (a robots.txt: 5).
         """
         session = self._session
         if session is None:
             raise RuntimeError("the transport is not open")
-        max_redirects = self._options.max_redirects
+        if max_redirects is None:
+            max_redirects = self._options.max_redirects
         asked = url  # files are named from it, wherever redirects lead
         t0 = time.monotonic()
         first = t0 if started is None else started

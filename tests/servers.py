@@ -29,7 +29,14 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from aiohttp import web
 
-__all__ = ["CHARSET_TEXT", "AppServer", "RawServer", "ServerThread", "eventually"]
+__all__ = [
+    "CHARSET_TEXT",
+    "AppServer",
+    "RawServer",
+    "ServerThread",
+    "SiteServer",
+    "eventually",
+]
 
 T = TypeVar("T")
 
@@ -555,6 +562,77 @@ _Mode = Callable[
     Awaitable[bool],
 ]
 _MODES: dict[str, _Mode] = {}
+
+
+class SiteServer(_BaseServer):
+    """A small web site for crawls: pages with links, and a robots.txt.
+
+    ``pages`` maps a path (with its query, if any) to the page's HTML body,
+    or to ``"redirect:<location>"`` for a 302; any other path is a 404. ``robots`` is ``(status, text)`` for
+    ``/robots.txt``, or ``None`` for a 404. Every request is recorded:
+    ``hits(path)`` and ``starts(path)`` (monotonic times), in arrival order.
+    """
+
+    def __init__(self, thread: ServerThread, host: str = "127.0.0.1") -> None:
+        super().__init__(thread, host)
+        self.pages: dict[str, str] = {}
+        self.robots: tuple[int, str] | None = None
+        self.log: list[tuple[str, float, str]] = []  # (path_qs, time, user agent)
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` on this site."""
+        return f"{self.origin}{path}"
+
+    def hits(self, path: str) -> int:
+        """How many requests asked for ``path`` (with its query)."""
+        with self._lock:
+            return sum(1 for p, _, _ in self.log if p == path)
+
+    def starts(self, prefix: str = "/") -> list[float]:
+        """Arrival times of the requests whose path starts with ``prefix``."""
+        with self._lock:
+            return [t for p, t, _ in self.log if p.startswith(prefix)]
+
+    def paths(self) -> list[str]:
+        """Every path asked for, in arrival order."""
+        with self._lock:
+            return [p for p, _, _ in self.log]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path_qs
+        with self._lock:
+            self.log.append(
+                (path, time.monotonic(), request.headers.get("User-Agent", ""))
+            )
+        if request.path == "/robots.txt":
+            if self.robots is None:
+                raise web.HTTPNotFound()
+            status, text = self.robots
+            return web.Response(status=status, text=text)
+        body = self.pages.get(path)
+        if body is None:
+            raise web.HTTPNotFound()
+        if body.startswith("redirect:"):
+            raise web.HTTPFound(body.removeprefix("redirect:"))
+        return web.Response(text=body, content_type="text/html")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, 0)
+        await site.start()
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for _ in range(3):
+            await asyncio.sleep(0)
 
 
 def _mode(name: str) -> Callable[[_Mode], _Mode]:
