@@ -299,3 +299,22 @@ async def test_bad_arguments(site: SiteServer) -> None:
             f.crawl([site.url("/")], follow="links")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         Fetcher().crawl([site.url("/")])
+
+
+async def test_closing_the_fetcher_mid_crawl_leaves_nothing_behind(
+    site: SiteServer, site2: SiteServer
+) -> None:
+    site.pages = {f"/{i}": page(f"/{i + 1}", site2.url(f"/{i}")) for i in range(100)}
+    site2.pages = {f"/{i}": page() for i in range(100)}
+    site2.robots = (200, "User-agent: *\nCrawl-delay: 5\n")
+    f = Fetcher(concurrency=4)
+    async with f:
+        gen = f.crawl([site.url("/0")], same_host=False)
+        first = await gen.__anext__()  # type: ignore[attr-defined]
+        assert first.ok
+    # The Fetcher closed with the crawl suspended: the crawl ends at once.
+    with pytest.raises((RuntimeError, StopAsyncIteration)):
+        await gen.__anext__()  # type: ignore[attr-defined]
+    await gen.aclose()  # type: ignore[attr-defined]
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert tasks == []
