@@ -21,7 +21,15 @@ from typing import Any, TypeAlias
 
 from yarl import URL
 
-from ._config import DEFAULT_MAX_BYTES, USER_AGENT, Options, Retry, Timeout
+from ._config import (
+    DEFAULT_MAX_BYTES,
+    USER_AGENT,
+    Options,
+    Retry,
+    Timeout,
+    _at_least_zero,
+    _optional_count,
+)
 from ._crawl import Crawl
 from ._engine import Engine
 from ._input import is_async
@@ -458,22 +466,8 @@ class Fetcher:
             ```
         """
         engine = self._open_engine("crawl")
-        if max_depth is not None and (
-            not isinstance(max_depth, int)
-            or isinstance(max_depth, bool)
-            or max_depth < 0
-        ):
-            raise ValueError(
-                f"max_depth must be an int >= 0 or None, not {max_depth!r}"
-            )
-        if max_pages is not None and (
-            not isinstance(max_pages, int)
-            or isinstance(max_pages, bool)
-            or max_pages < 1
-        ):
-            raise ValueError(
-                f"max_pages must be an int >= 1 or None, not {max_pages!r}"
-            )
+        max_depth = _at_least_zero("max_depth", max_depth, allow_none=True)
+        max_pages = _optional_count("max_pages", max_pages)
         if follow is not None and not callable(follow):
             raise TypeError(f"follow must be callable, not {follow!r}")
         if isinstance(seeds, (str, URL, Request)):

@@ -627,12 +627,7 @@ class SiteServer(_BaseServer):
         self._runner = runner
         self.port = runner.addresses[0][1]
 
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        for _ in range(3):
-            await asyncio.sleep(0)
+    _stop = AppServer._stop
 
 
 def _mode(name: str) -> Callable[[_Mode], _Mode]:
