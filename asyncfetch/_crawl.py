@@ -102,31 +102,41 @@ class Crawl:
         self.max_pages = max_pages
         self.robots = robots
         self.agent = product_token(agent)
-        self.levels: list[deque[Request]] = [deque()]
+        # The frontier: one FIFO per depth of URLs (a Request only when
+        # follow gave one), turned into Requests when handed out.
+        self.levels: list[deque[URL | Request]] = [deque()]
         self.level = 0  # the shallowest depth that may have URLs
         self.seen: set[str] = set()
         self.hosts: set[str] | None = set() if same_host else None
         self.out = 0  # handed to the engine, result not yet followed
         self.fed = 0
         self.rules: dict[HostKey, Rules] = {}
-        self.blocked: dict[HostKey, list[tuple[Request, int]]] = {}
+        self.gaps: list[HostKey] = []  # Crawl-delays set on the scheduler
+        self.blocked: dict[HostKey, list[tuple[URL | Request, int]]] = {}
         self.fetching: dict[HostKey, asyncio.Task[None]] = {}
         self._robots_run: _RobotsRun | None = None
         self._changed: asyncio.Future[None] | None = None
+        self.failure: BaseException | None = None  # from a robots.txt fetch
         for seed in seeds:
-            request = self._request(seed, None)
-            if request is None:
-                continue
-            if self.hosts is not None and request.url.host:
-                self.hosts.add(request.url.host.lower())
-            self._add(request, 0)
+            item = self._item(seed, None)
+            url = item.url if isinstance(item, Request) else item
+            if self.hosts is not None and url.host:
+                self.hosts.add(url.host.lower())
+            self._add(item, 0)
 
     # -- the frontier ----------------------------------------------------
 
     @staticmethod
-    def _request(item: Any, base: URL | None) -> Request | None:
-        """``item`` (str, URL or Request) as a Request, relative to ``base``."""
-        if isinstance(item, Request):
+    def _item(item: Any, base: URL | None) -> URL | Request:
+        """``item`` (str, URL or Request) resolved against ``base``."""
+        if isinstance(item, str):
+            try:
+                url = URL(item)
+            except ValueError:
+                return Request(item)  # an InvalidURL result, as for any input
+        elif isinstance(item, URL):
+            url = item
+        elif isinstance(item, Request):
             if base is None or item.url.is_absolute():
                 return item
             return Request(
@@ -139,13 +149,6 @@ class Crawl:
                 timeout=item.timeout,
                 meta=item.meta,
             )
-        if isinstance(item, str):
-            try:
-                url = URL(item)
-            except ValueError:
-                return Request(item)  # an InvalidURL result, as for any input
-        elif isinstance(item, URL):
-            url = item
         else:
             raise TypeError(
                 "crawl seeds and follow() items must be str, yarl.URL or "
@@ -153,17 +156,17 @@ class Crawl:
             )
         if base is not None and not url.is_absolute():
             url = base.join(url)
-        return Request(url.with_fragment(None) if url.fragment else url)
+        return url
 
-    def _add(self, request: Request, depth: int) -> None:
-        url = request.url
+    def _add(self, item: URL | Request, depth: int) -> None:
+        url = item.url if isinstance(item, Request) else item
         key = normalised(url) if url.is_absolute() else str(url)
         if key in self.seen:
             return
         self.seen.add(key)
         while len(self.levels) <= depth:
             self.levels.append(deque())
-        self.levels[depth].append(request)
+        self.levels[depth].append(item)
         if depth < self.level:  # from a page that was slow to come back
             self.level = depth
         self._wake()
@@ -174,13 +177,18 @@ class Crawl:
         while self.level < len(levels):
             queue = levels[self.level]
             while queue:
-                request = queue.popleft()
-                key = _key(request.url) if self.robots else None
+                item = queue.popleft()
+                url = item.url if isinstance(item, Request) else item
+                key = _key(url) if self.robots else None
                 if key is None or key in self.rules:
-                    return request, self.level
-                self.blocked.setdefault(key, []).append((request, self.level))
+                    if isinstance(item, Request):
+                        return item, self.level
+                    if url.raw_fragment:
+                        url = url.with_fragment(None)
+                    return Request._get(url), self.level
+                self.blocked.setdefault(key, []).append((item, self.level))
                 if key not in self.fetching:
-                    self._fetch_robots(key, request.url)
+                    self._fetch_robots(key, url)
             if self.level + 1 < len(levels):
                 self.level += 1
             else:
@@ -192,6 +200,8 @@ class Crawl:
         while True:
             if self.max_pages is not None and self.fed >= self.max_pages:
                 return
+            if self.failure is not None:
+                raise self.failure
             item = self._next()
             if item is not None:
                 self.fed += 1
@@ -218,15 +228,21 @@ class Crawl:
         run = self._robots_run
         if run is None:
             run = self._robots_run = _RobotsRun(self.engine)
-        result = await run.submit(Request(url))
-        rules = rules_from(result, self.agent)
+        try:
+            result = await run.submit(Request(url))
+            rules = rules_from(result, self.agent)
+        except Exception as exc:  # a bug: end the crawl with it, do not hang
+            self.failure = exc
+            self._wake()
+            return
         self.rules[key] = rules
         if rules.delay:
             self.engine.sched.set_gap(key, rules.delay)
+            self.gaps.append(key)
         del self.fetching[key]
         # Back to the front of their depths, in their order.
-        for request, depth in reversed(self.blocked.pop(key, [])):
-            self.levels[depth].appendleft(request)
+        for item, depth in reversed(self.blocked.pop(key, [])):
+            self.levels[depth].appendleft(item)
             self.level = min(self.level, depth)
         self._wake()
 
@@ -256,13 +272,11 @@ class Crawl:
             self._found(item, base, depth)
 
     def _found(self, item: Any, base: URL, depth: int) -> None:
-        request = self._request(item, base)
-        if request is None:
-            return
-        host = request.url.host
+        found = self._item(item, base)
+        host = (found.url if isinstance(found, Request) else found).host
         if self.hosts is not None and (host is None or host.lower() not in self.hosts):
             return
-        self._add(request, depth)
+        self._add(found, depth)
 
     async def results(self) -> AsyncGenerator[Result, None]:
         """Run the crawl; yield each result as it completes."""
@@ -287,6 +301,8 @@ class Crawl:
             await self._close(run)
 
     async def _close(self, run: _CrawlRun) -> None:
+        for key in self.gaps:  # the Crawl-delays were this crawl's
+            self.engine.sched.set_gap(key, 0)
         tasks = list(self.fetching.values())
         for task in tasks:
             task.cancel()

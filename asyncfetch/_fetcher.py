@@ -423,7 +423,7 @@ class Fetcher:
         max_pages: int | None = None,
         same_host: bool = True,
         robots: bool = True,
-    ) -> AsyncIterator[Result]:
+    ) -> AsyncGenerator[Result, None]:
         """Crawl from ``seeds``, breadth-first, yielding results as they complete.
 
         Every URL is requested at most once (compared with scheme and host
@@ -447,8 +447,11 @@ class Fetcher:
             same_host: follow only links to the seeds' host names (any
                 scheme or port).
             robots: obey each origin's robots.txt (fetched once, before the
-                first request there) and its ``Crawl-delay``; forbidden URLs
-                give results whose error is ``Disallowed``.
+                first request there) and its ``Crawl-delay`` (a least gap
+                between request starts to that host while the crawl runs);
+                forbidden URLs give results whose error is ``Disallowed``.
+                The rules are checked for the URLs the crawl asks for, not
+                for the targets of their redirects.
 
         Raises:
             RuntimeError: the Fetcher is not open.
@@ -472,7 +475,10 @@ class Fetcher:
             raise TypeError(f"follow must be callable, not {follow!r}")
         if isinstance(seeds, (str, URL, Request)):
             seeds = [seeds]
-        agent = self._options.headers.get("User-Agent", USER_AGENT)
+        session_headers = getattr(self._options.session, "headers", {})
+        agent = self._options.headers.get(
+            "User-Agent", session_headers.get("User-Agent", USER_AGENT)
+        )
         crawl = Crawl(
             engine,
             seeds,

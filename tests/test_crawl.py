@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from itertools import pairwise
 from typing import Any
 
+import aiohttp
 import pytest
 from servers import ServerThread, SiteServer
 from yarl import URL
@@ -282,7 +283,7 @@ async def test_breaking_out_stops_the_crawl(site: SiteServer) -> None:
             async for result in gen:
                 if result.depth >= 3:
                     break
-            await gen.aclose()  # type: ignore[attr-defined]
+            await gen.aclose()
         hits = len(site.paths())
         assert f.stats.in_flight == 0
         await asyncio.sleep(0.1)
@@ -310,11 +311,35 @@ async def test_closing_the_fetcher_mid_crawl_leaves_nothing_behind(
     f = Fetcher(concurrency=4)
     async with f:
         gen = f.crawl([site.url("/0")], same_host=False)
-        first = await gen.__anext__()  # type: ignore[attr-defined]
+        first = await gen.__anext__()
         assert first.ok
     # The Fetcher closed with the crawl suspended: the crawl ends at once.
     with pytest.raises((RuntimeError, StopAsyncIteration)):
-        await gen.__anext__()  # type: ignore[attr-defined]
-    await gen.aclose()  # type: ignore[attr-defined]
+        await gen.__anext__()
+    await gen.aclose()
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert tasks == []
+
+
+async def test_a_crawl_delay_ends_with_its_crawl(site: SiteServer) -> None:
+    site.robots = (200, "User-agent: *\nCrawl-delay: 0.5\n")
+    site.pages = {"/": page(), "/x": page()}
+    async with Fetcher() as f:
+        [seed] = [r async for r in f.crawl([site.url("/")])]
+        assert seed.ok
+        site.log.clear()
+        results = await f.fetch_all([site.url("/x")] * 3)
+    assert all(r.ok for r in results)
+    starts = site.starts("/x")
+    assert len(starts) == 3
+    assert starts[-1] - starts[0] < 0.4  # no gap outside the crawl
+
+
+async def test_the_robots_group_follows_a_sessions_user_agent(
+    site: SiteServer,
+) -> None:
+    site.robots = (200, "User-agent: sessionbot\nDisallow: /\n")
+    site.pages = {"/": page()}
+    async with aiohttp.ClientSession(headers={"User-Agent": "SessionBot/2"}) as s:
+        [result] = await crawl([site.url("/")], options={"session": s})
+    assert isinstance(result.error, asyncfetch.Disallowed)
