@@ -243,6 +243,7 @@ class Engine:
                     hop=self._hop,
                     save=job.save,
                     max_redirects=run.max_redirects,
+                    gate=run.gate,
                 )
             except Exception as exc:  # a bug: the run raises it to its caller
                 failure = exc

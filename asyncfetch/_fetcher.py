@@ -450,8 +450,8 @@ class Fetcher:
                 first request there) and its ``Crawl-delay`` (a least gap
                 between request starts to that host while the crawl runs);
                 forbidden URLs give results whose error is ``Disallowed``.
-                The rules are checked for the URLs the crawl asks for, not
-                for the targets of their redirects.
+                Redirect targets are checked too where that origin's
+                robots.txt has been read.
 
         Raises:
             RuntimeError: the Fetcher is not open.

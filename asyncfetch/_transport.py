@@ -199,6 +199,7 @@ class Transport:
         hop: Callable[[URL], float] | None = None,
         save: Callable[[URL], Path] | None = None,
         max_redirects: int | None = None,
+        gate: Callable[[Request, URL], FetchError | None] | None = None,
     ) -> Result:
         """Send ``request`` to ``url`` once, following redirects.
 
@@ -207,7 +208,9 @@ class Transport:
         wait for its host (its rate limit or pause); that wait is not counted
         in the timeout. ``save(url)`` names the file a final response with a
         status below 400 is streamed to (``content`` is then empty).
-        ``max_redirects`` overrides the Fetcher's (a robots.txt: 5).
+        ``max_redirects`` overrides the Fetcher's (a robots.txt: 5). ``gate``
+        may refuse a redirect target (a crawl's robots.txt): its error ends
+        the attempt, with the redirect's status.
         """
         session = self._session
         if session is None:
@@ -283,6 +286,10 @@ class Transport:
                             )
                         )
                     target = self._redirect_target(request, url, location)
+                    if gate is not None:
+                        refused = gate(request, target)
+                        if refused is not None:
+                            raise _Failed(refused)
                     await self._drain(resp)
                 finally:
                     resp.release()

@@ -343,3 +343,16 @@ async def test_the_robots_group_follows_a_sessions_user_agent(
     async with aiohttp.ClientSession(headers={"User-Agent": "SessionBot/2"}) as s:
         [result] = await crawl([site.url("/")], options={"session": s})
     assert isinstance(result.error, asyncfetch.Disallowed)
+
+
+async def test_a_redirect_into_a_disallowed_path_is_not_followed(
+    site: SiteServer,
+) -> None:
+    site.robots = (200, "User-agent: *\nDisallow: /private\n")
+    site.pages = {"/": page("/go"), "/go": "redirect:/private/x", "/private/x": page()}
+    results = by_path(await crawl([site.url("/")]))
+    went = results["/go"]
+    assert isinstance(went.error, asyncfetch.Disallowed)
+    assert went.status == 302  # the answer that pointed there
+    assert str(went.url).endswith("/go")
+    assert site.hits("/private/x") == 0
