@@ -14,6 +14,7 @@ scheduler's least gap between starts to that host.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
@@ -139,16 +140,7 @@ class Crawl:
         elif isinstance(item, Request):
             if base is None or item.url.is_absolute():
                 return item
-            return Request(
-                base.join(item.url),
-                method=item.method,
-                headers=item.headers,
-                params=item.params,
-                data=item.data,
-                json=item.json,
-                timeout=item.timeout,
-                meta=item.meta,
-            )
+            return dataclasses.replace(item, url=base.join(item.url))
         else:
             raise TypeError(
                 "crawl seeds and follow() items must be str, yarl.URL or "
