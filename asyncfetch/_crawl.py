@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from yarl import URL
 
 from ._errors import Disallowed, FetchError
-from ._input import HTTP_SCHEMES, HostKey
+from ._input import HTTP_SCHEMES, HostKey, host_key
 from ._links import links
 from ._models import Request, Result
 from ._robots import ROBOTS_REDIRECTS, Rules, product_token, rules_from
@@ -47,10 +47,9 @@ def normalised(url: URL) -> str:
 
 
 def _key(url: URL) -> HostKey | None:
-    host = url.raw_host
-    if url.scheme not in HTTP_SCHEMES or not host:
+    if url.scheme not in HTTP_SCHEMES or not url.raw_host:
         return None
-    return (url.scheme, host, url.port or 0)
+    return host_key(url)
 
 
 class _RobotsRun(SubmitRun):

@@ -24,7 +24,7 @@ from . import _breaker
 from ._breaker import Breaker, Gate
 from ._config import Options, Timeout
 from ._errors import FetchError, FetchTimeout, HostDown
-from ._input import HostKey
+from ._input import HostKey, host_key
 from ._models import Request, Result, Stats
 from ._retry import PAUSE_STATUSES, is_retryable, pause_for, resendable, retry_delay
 from ._scheduler import Scheduler
@@ -277,7 +277,7 @@ class Engine:
 
     def _hop(self, url: URL) -> float:
         """Seconds a redirect hop to ``url`` waits for its host (rate, pause)."""
-        return self.sched.reserve((url.scheme, url.raw_host or "", url.port or 0))
+        return self.sched.reserve(host_key(url))
 
     def _judge_host(self, job: Job, result: Result) -> None:
         """What the attempt says about its host: the breaker and a pause."""
@@ -296,7 +296,7 @@ class Engine:
         key = job.key
         if result.history:
             url = result.url
-            key = (url.scheme, url.raw_host or "", url.port or 0)
+            key = host_key(url)
         breaker = self.breaker
         if error is not None or job.probe or breaker.hosts:
             now = self.loop.time()

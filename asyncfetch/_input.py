@@ -42,6 +42,11 @@ def as_request(item: object) -> Request:
     )
 
 
+def host_key(url: URL) -> HostKey:
+    """The scheduler's key of ``url``'s host: (scheme, host, port or 0)."""
+    return (url.scheme, url.raw_host or "", url.port or 0)
+
+
 _NOT_IN_A_HOST = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -62,7 +67,7 @@ def check_url(request: Request) -> tuple[URL, HostKey] | InvalidURL:
             url = url.extend_query(request.params)
         except (TypeError, ValueError) as exc:
             return InvalidURL(f"{url}: bad params: {exc}", request=request)
-    return url, (scheme, host, url.port or 0)
+    return url, host_key(url)
 
 
 def is_async(urls: object) -> bool:

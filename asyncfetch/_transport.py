@@ -1,4 +1,5 @@
-"""One attempt on aiohttp: the only module that talks to it or catches its errors.
+"""One attempt on aiohttp: with ``_h1`` (the fast path under it), the only
+module that talks to aiohttp, and the only one that catches its errors.
 
 An attempt is one request and the redirects it leads to, under one
 [`Timeout`][asyncfetch.Timeout]. It never raises for a network problem: every
