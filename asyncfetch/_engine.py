@@ -43,6 +43,12 @@ __all__ = ["Engine", "Job"]
 logger = logging.getLogger("asyncfetch")
 
 PROGRESS_INTERVAL = 0.1
+# Workers started per turn of the event loop. Starting all of a large
+# ``concurrency`` at once opens every connection before any request is sent
+# (the loop runs each stage for all of them in turn: connect, then transport,
+# then write); in turns of 32 the first requests go out while later
+# connections are still being opened, so the server's time overlaps ours.
+STARTS_PER_TURN = 32
 
 
 class Job:
@@ -117,6 +123,7 @@ class Engine:
         self.stopping = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._next_turn: asyncio.Handle | None = None  # dispatch's ramp
         # counters behind Stats
         self.completed = 0
         self.ok = 0
@@ -193,10 +200,16 @@ class Engine:
             return
         sched = self.sched
         loop = self.loop
+        starts = STARTS_PER_TURN
         while sched.active < sched.concurrency:
+            if not starts:  # the rest next turn, after what these started
+                if self._next_turn is None:
+                    self._next_turn = loop.call_soon(self._on_next_turn)
+                break
             job = self.next_job()
             if job is None:
                 break
+            starts -= 1
             task = loop.create_task(self._work(job))
             job.task = task
             self.workers[task] = job
@@ -212,6 +225,10 @@ class Engine:
 
     def _on_timer(self) -> None:
         self._timer = None
+        self.dispatch()
+
+    def _on_next_turn(self) -> None:
+        self._next_turn = None
         self.dispatch()
 
     def _release(self, job: Job) -> None:
@@ -480,6 +497,9 @@ class Engine:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._next_turn is not None:
+            self._next_turn.cancel()
+            self._next_turn = None
         for run in list(self.runs):
             run.cancel()
         tasks = list(self.workers)

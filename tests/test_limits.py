@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from servers import AppServer
 
 import asyncfetch
 from asyncfetch import Fetcher, Request, Timeout
+from asyncfetch._engine import STARTS_PER_TURN
 
 
 async def test_concurrency_cap_holds_server_side(server: AppServer) -> None:
@@ -111,3 +114,20 @@ async def test_many_hosts_round_robin(server: AppServer, server2: AppServer) -> 
         order = [r.url.host async for r in f.stream(urls)]
     # both hosts are served from the start, not one after the other
     assert "127.0.0.2" in order[:10]
+
+
+async def test_workers_start_in_turns_up_to_the_cap(server: AppServer) -> None:
+    """A large ``concurrency`` is reached a turn of the loop at a time, so
+    the first requests go out while later connections are still opening."""
+    urls = [server.url(f"/track/all?delay_ms=300&i={i}") for i in range(100)]
+    async with Fetcher(concurrency=100) as f:
+        stream = f.stream(urls)
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)  # the stream starts in that turn
+        engine = f._engine
+        assert engine is not None
+        assert len(engine.workers) == STARTS_PER_TURN
+        results = [await first] + [r async for r in stream]
+    assert len(results) == 100
+    assert all(r.ok for r in results)
+    assert server.max_in_flight("all") == 100
