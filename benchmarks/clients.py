@@ -29,6 +29,12 @@ Clients, each in its best-practice configuration for C = ``--concurrency``:
 * ``pycurl``: libcurl's multi interface without asyncio -- one ``CurlMulti``
   and C ``Curl`` easy handles reused for every request (so connections are
   kept alive), a ``perform``/``info_read``/``select`` loop.
+* ``asyncio-protocol``: a reference, not a usable client -- the floor of a
+  Python client on that event loop. C connections opened at once, one
+  ``asyncio.Protocol`` each, every request written from ``data_received``
+  the moment the previous response ends; a minimal parser (status line and
+  ``Content-Length`` only: no chunked bodies, redirects, decompression,
+  timeouts or retries). One origin only (the first URL's).
 * ``asyncfetch-fetch_all``: ``await asyncfetch.fetch_all(urls, concurrency=C)``.
 * ``asyncfetch-stream``: ``async with asyncfetch.Fetcher(concurrency=C) as f:
   async for r in f.stream(urls)``.
@@ -58,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -70,6 +77,7 @@ CLIENTS = (
     "httpx",
     "aiometer-httpx",
     "pycurl",
+    "asyncio-protocol",
     "asyncfetch-fetch_all",
     "asyncfetch-stream",
 )
@@ -343,6 +351,107 @@ def run_pycurl(job: Job, deadline: float) -> None:
         multi.close()
 
 
+class _FloorProtocol(asyncio.Protocol):
+    """One connection of ``asyncio-protocol``: write, parse, write the next."""
+
+    def __init__(self, client: _FloorClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.head: tuple[int, int] | None = None  # (status, Content-Length)
+        self.waiting = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.send()
+
+    def send(self) -> None:
+        """Write the next request, or close when the URLs are used up."""
+        assert self.transport is not None
+        request = self.client.next_request()
+        if request is None:
+            self.transport.close()
+            return
+        self.waiting = True
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while self.waiting:
+            if self.head is None:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                lines = bytes(buf[:end]).split(b"\r\n")
+                del buf[: end + 4]
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                self.head = (int(lines[0].split(b" ", 2)[1]), length)
+            status, length = self.head
+            if len(buf) < length:
+                return
+            del buf[:length]
+            self.head = None
+            self.waiting = False
+            self.client.tally.check(status, length)
+            self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiting:
+            self.client.tally.check(None, 0, exc or "connection closed")
+        self.client.closed()
+
+
+class _FloorClient:
+    """The shared state of ``asyncio-protocol``'s connections."""
+
+    def __init__(self, job: Job, host: str) -> None:
+        self.urls = job.urls
+        self.tally = job.tally
+        self.host = host
+        self.open = job.concurrency
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def next_request(self) -> bytes | None:
+        """The bytes of the next GET, or None at the end of the URLs."""
+        url = next(self.urls, None)
+        if url is None:
+            return None
+        target = urlsplit(url)
+        path = f"{target.path or '/'}{'?' if target.query else ''}{target.query}"
+        return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
+
+    def closed(self) -> None:
+        """One connection ended; the run ends with the last."""
+        self.open -= 1
+        if self.open == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+async def run_asyncio_protocol(job: Job) -> None:
+    """The floor: bare ``asyncio.Protocol`` connections, no HTTP library."""
+    first = next(job.urls)
+    target = urlsplit(first)
+    urls = itertools.chain([first], job.urls)
+    client = _FloorClient(
+        Job(urls, job.concurrency, job.per_host, job.tally), target.netloc
+    )
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(
+            loop.create_connection(
+                lambda: _FloorProtocol(client), target.hostname, target.port
+            )
+            for _ in range(job.concurrency)
+        )
+    )
+    await client.done
+
+
 async def run_asyncfetch_fetch_all(job: Job) -> None:
     """``asyncfetch.fetch_all`` with defaults apart from ``concurrency``."""
     assert job.mod is not None
@@ -369,6 +478,7 @@ RUNNERS: dict[str, Runner] = {
     "aiohttp-semaphore": run_aiohttp_semaphore,
     "httpx": run_httpx,
     "aiometer-httpx": run_aiometer_httpx,
+    "asyncio-protocol": run_asyncio_protocol,
     "asyncfetch-fetch_all": run_asyncfetch_fetch_all,
     "asyncfetch-stream": run_asyncfetch_stream,
 }

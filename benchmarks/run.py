@@ -67,6 +67,7 @@ BASELINE = "aiohttp-hand"
 SCENARIOS = ("small", "latency", "memory", "big", "hosts")
 ASYNCFETCH_CLIENTS = ("asyncfetch-fetch_all", "asyncfetch-stream")
 UVLOOP_CLIENTS = (BASELINE, *ASYNCFETCH_CLIENTS)
+FLOOR = "asyncio-protocol"  # the floor of a Python client, one origin only
 KIB, MIB = 1024, 1024 * 1024
 LATENCY_DELAY_S = 0.1
 MEMORY_LIMIT_MIB = 100.0
@@ -163,7 +164,7 @@ def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
     """The selected scenarios with their N (full or ``--quick``)."""
     quick = args.quick
     everyone = [Entry(c, "-" if c in SYNC_CLIENTS else "asyncio") for c in CLIENTS]
-    on_uvloop = [Entry(c, "uvloop") for c in UVLOOP_CLIENTS]
+    on_uvloop = [Entry(c, "uvloop") for c in (*UVLOOP_CLIENTS, FLOOR)]
     on_asyncio = [Entry(c, "asyncio") for c in UVLOOP_CLIENTS]
     all_scenarios = {
         "small": Scenario(
@@ -183,7 +184,7 @@ def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
             concurrency=500,
             size=2,
             path="/delay",
-            entries=on_asyncio + on_uvloop,
+            entries=[*on_asyncio, Entry(FLOOR, "asyncio"), *on_uvloop],
             delay_server=True,
             wrk_connections=500,
             target=target_latency,
