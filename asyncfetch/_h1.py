@@ -128,6 +128,16 @@ class _Conn(ResponseHandler, asyncio.BufferedProtocol):
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport.
+
+        aiohttp's own ``connection_made`` also sets ``TCP_NODELAY``, a
+        second time: asyncio and uvloop set it on every TCP connection they
+        open, and the extra call costs a socket object and a system call
+        per connection.
+        """
+        self.transport = transport  # type: ignore[assignment]
+
     def resume_reading(self, resume_parser: bool = True) -> None:
         """Resume reading if anything paused it; else there is nothing to do.
 

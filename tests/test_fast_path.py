@@ -324,3 +324,27 @@ async def test_one_connection_serves_every_kind_of_response_in_turn(
     assert [r.status for r in results] == [200] * 5 + [204] + [200] * 4
     assert server.connections_accepted() - before == 1
     assert len(sends) == 11  # the redirect is two
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_fast_path_connections_have_nodelay(
+    server: AppServer,
+    tls_server: AppServer,
+    client_ssl_context: ssl.SSLContext,
+    sends: list[str],
+    tls: bool,
+) -> None:
+    """The loop sets TCP_NODELAY when it opens a connection; the fast path
+    relies on that instead of setting it again."""
+    url = tls_server.url("/ok") if tls else server.url("/ok")
+    async with Fetcher(verify=client_ssl_context) as f:
+        assert (await f.fetch(url)).ok
+        engine = f._engine
+        assert engine is not None
+        fast = engine.transport._fast
+        assert fast is not None
+        [conn] = [c for idle in fast._idle.values() for c in idle]
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert sends == [url]
