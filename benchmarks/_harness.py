@@ -615,15 +615,7 @@ def run_client(
     except subprocess.TimeoutExpired:
         record.update(returncode=None, failed=True, error="subprocess timed out")
         return record
-    for line in reversed(proc.stdout.splitlines()):
-        try:
-            record = json.loads(line)
-            break
-        except ValueError:
-            continue
-    else:
-        tail = proc.stderr.strip().splitlines()[-3:]
-        record["error"] = "no JSON output; stderr: " + " | ".join(tail)
+    record = json_record(proc.stdout, proc.stderr, record)
     record["returncode"] = proc.returncode
     record["failed"] = proc.returncode != 0 or record.get("ok") != n
     return record
@@ -750,3 +742,63 @@ def git_commit() -> str:
         return "unknown (not a git checkout)"
     suffix = " + uncommitted changes" if dirty.stdout.strip() else ""
     return head.stdout.strip() + suffix
+
+
+# -- client records and reports --------------------------------------------
+
+
+def json_record(out: str, err: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The last JSON line a client printed on ``out``; else ``record``, with
+    an ``error`` quoting the end of ``err``."""
+    for line in reversed(out.splitlines()):
+        with contextlib.suppress(ValueError):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    tail = err.strip().splitlines()[-3:]
+    record["error"] = "no JSON output; stderr: " + " | ".join(tail)
+    return record
+
+
+def load_jsonl(
+    path: Path, kinds: Sequence[str] = ("run",), writer: str = "the benchmark"
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """Read a run's JSON lines back: (meta, records of ``kinds``, notes).
+
+    Raises:
+        SystemExit: the file has no meta record (``writer`` did not write it).
+    """
+    meta: dict[str, Any] = {}
+    records = []
+    notes: list[str] = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        kind = rec.get("kind")
+        if kind == "meta":
+            meta.update(rec)
+        elif kind == "meta-end":
+            notes = rec.pop("notes", [])
+            meta.update(rec)
+        elif kind in kinds:
+            records.append(rec)
+    if not meta:
+        raise SystemExit(f"{path}: no meta record (not written by {writer}?)")
+    return meta, records, notes
+
+
+def notes_section(notes: Sequence[str], failed: Sequence[str]) -> str:
+    """The report's ``## Notes``: each note, then a line per failed run."""
+    if not notes and not failed:
+        return ""
+    lines = [f"- {n}\n" for n in notes]
+    lines += [f"- FAILED run: {f}\n" for f in failed]
+    return "\n## Notes\n\n" + "".join(lines)
+
+
+def publish(text: str, md_path: Path, jsonl_path: Path, latest: str) -> None:
+    """Write the report to ``md_path``, copy it and ``jsonl_path`` beside them
+    as ``{latest}.md`` and ``{latest}.jsonl``, and print it."""
+    md_path.write_text(text)
+    shutil.copyfile(md_path, md_path.with_name(f"{latest}.md"))
+    shutil.copyfile(jsonl_path, jsonl_path.with_name(f"{latest}.jsonl"))
+    print(text)
+    print(f"written: {md_path}, {jsonl_path} (and {latest}.*)", file=sys.stderr)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import http.client
 import json
@@ -52,12 +51,10 @@ import platform
 import random
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,10 +74,14 @@ from _harness import (
     asyncfetch_status,
     exit_on_sigterm,
     git_commit,
+    json_record,
+    load_jsonl,
     nginx_status,
+    notes_section,
     package_version,
     pinned,
     pinning_status,
+    publish,
 )
 from run import Entry, loadavg, paired_ratios, rotated
 from yarl import URL
@@ -357,8 +358,8 @@ class SiteAiohttp(Server):
 
 async def _serve(root: Path, max_seconds: float) -> None:
     """Serve ``root`` (``/`` is ``index.html``) until TERM, stdin EOF or timeout."""
+    from _serving import serve_app
     from aiohttp import web
-    from server import _watch_stdin
 
     root = root.resolve()
 
@@ -371,34 +372,20 @@ async def _serve(root: Path, max_seconds: float) -> None:
             raise web.HTTPNotFound()
         return web.FileResponse(target)
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    threading.Thread(target=_watch_stdin, args=(loop, stop), daemon=True).start()
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024, reuse_address=True)
-        await site.start()
-        print(f"READY {runner.addresses[0][1]}", flush=True)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max_seconds)
-    finally:
-        await runner.cleanup()
+    await serve_app(app, max_seconds)
 
 
 def serve_main(argv: list[str]) -> int:
     """Entry point of the ``serve`` subcommand."""
-    from server import _run
+    from _serving import run_fast
 
     p = argparse.ArgumentParser(prog="crawl.py serve")
     p.add_argument("--root", type=Path, required=True)
     p.add_argument("--max-seconds", type=float, default=3 * 3600.0)
     args = p.parse_args(argv)
-    _run(_serve(args.root, args.max_seconds))
+    run_fast(_serve(args.root, args.max_seconds))
     return 0
 
 
@@ -720,13 +707,7 @@ def run_client(cfg: dict[str, Any], pin: bool) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         record.update(returncode=None, failed=True, error="subprocess timed out")
         return record
-    for line in reversed(proc.stdout.splitlines()):
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            break
-    else:
-        tail = proc.stderr.strip().splitlines()[-3:]
-        record["error"] = "no JSON output; stderr: " + " | ".join(tail)
+    record = json_record(proc.stdout, proc.stderr, record)
     record["returncode"] = proc.returncode
     record["failed"] = bool(record.get("failed", True)) or proc.returncode != 0
     return record
@@ -898,37 +879,16 @@ def render(
     if extra:
         md.append("\n" + extra)
     md.append("\n" + HOW_TO_READ)
-    failed = [r for r in records if r.get("failed")]
-    if notes or failed:
-        md.append("\n## Notes\n\n")
-        md.extend(f"- {n}\n" for n in notes)
-        md.extend(
-            f"- FAILED run: {r['client']} round={r.get('round', 0) + 1} "
-            f"ok={r.get('ok')}/{r.get('expected', meta['n'])} "
-            f"results={r.get('results')} error={r.get('error')} "
-            f"samples={r.get('bad_samples')}\n"
-            for r in failed
-        )
+    failed = [
+        f"{r['client']} round={r.get('round', 0) + 1} "
+        f"ok={r.get('ok')}/{r.get('expected', meta['n'])} "
+        f"results={r.get('results')} error={r.get('error')} "
+        f"samples={r.get('bad_samples')}"
+        for r in records
+        if r.get("failed")
+    ]
+    md.append(notes_section(notes, failed))
     return "".join(md)
-
-
-def load_jsonl(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """Read a run's JSON lines back: (meta, run records, notes)."""
-    meta: dict[str, Any] = {}
-    records = []
-    notes: list[str] = []
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("kind") == "meta":
-            meta.update(rec)
-        elif rec.get("kind") == "meta-end":
-            notes = rec.pop("notes", [])
-            meta.update(rec)
-        elif rec.get("kind") == "run":
-            records.append(rec)
-    if not meta:
-        raise SystemExit(f"{path}: no meta record (not written by crawl.py?)")
-    return meta, records, notes
 
 
 # -- driver --------------------------------------------------------------------
@@ -1040,7 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point of the driver."""
     args = parse_args(argv)
     if args.report is not None:
-        old_meta, old_records, old_notes = load_jsonl(args.report)
+        old_meta, old_records, old_notes = load_jsonl(args.report, writer="crawl.py")
         print(render(old_meta, old_records, old_notes))
         return 1 if any(r.get("failed") for r in old_records) else 0
     exit_on_sigterm()
@@ -1097,12 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
             save({"kind": "meta-end", "load_end": meta["load_end"], "notes": notes})
     finally:
         shutil.rmtree(site.root, ignore_errors=True)
-    text = render(meta, records, notes)
-    md_path.write_text(text)
-    shutil.copyfile(md_path, args.out / "crawl-latest.md")
-    shutil.copyfile(jsonl_path, args.out / "crawl-latest.jsonl")
-    print(text)
-    print(f"written: {md_path}, {jsonl_path} (and crawl-latest.*)", file=sys.stderr)
+    publish(render(meta, records, notes), md_path, jsonl_path, "crawl-latest")
     return 1 if any(r.get("failed") for r in records) else 0
 
 

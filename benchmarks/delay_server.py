@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-import threading
 from collections import deque
 from typing import Any, cast
+
+from _serving import run_fast, until_stopped
 
 BODY = b"ok"
 OK_RESPONSE = (
@@ -125,30 +124,11 @@ class DelayProtocol(asyncio.Protocol):
         self.transport = None
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Block until stdin hits EOF (parent gone), then signal ``stop``."""
-    with contextlib.suppress(Exception):
-        while sys.stdin.buffer.read(65536):
-            pass
-    with contextlib.suppress(RuntimeError):  # loop already closed
-        loop.call_soon_threadsafe(stop.set)
-
-
 async def serve(
-    host: str,
-    port: int,
-    delay_ms: float,
-    max_seconds: float,
-    stdin_eof: bool,
-    loop_name: str,
+    host: str, port: int, delay_ms: float, max_seconds: float, stdin_eof: bool
 ) -> None:
     """Serve until a signal, stdin EOF or ``max_seconds`` elapse."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if stdin_eof:
-        threading.Thread(target=_watch_stdin, args=(loop, stop), daemon=True).start()
     server = await loop.create_server(
         lambda: DelayProtocol(delay_ms / 1000),
         host,
@@ -157,10 +137,10 @@ async def serve(
         reuse_address=True,
     )
     bound_port = server.sockets[0].getsockname()[1]
+    loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
     print(f"READY {bound_port} {loop_name}", flush=True)
     try:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max_seconds)
+        await until_stopped(max_seconds, stdin_eof)
     finally:
         server.close()
 
@@ -174,22 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=4 * 3600.0)
     p.add_argument("--exit-on-stdin-eof", action="store_true")
     args = p.parse_args(argv)
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    coro = serve(
-        args.host,
-        args.port,
-        args.delay_ms,
-        args.max_seconds,
-        args.exit_on_stdin_eof,
-        "asyncio" if uvloop is None else "uvloop",
+    run_fast(
+        serve(
+            args.host,
+            args.port,
+            args.delay_ms,
+            args.max_seconds,
+            args.exit_on_stdin_eof,
+        )
     )
-    if uvloop is None:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
     return 0
 
 

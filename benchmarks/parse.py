@@ -56,7 +56,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +66,8 @@ from _harness import (
     Server,
     asyncfetch_status,
     exit_on_sigterm,
+    json_record,
+    notes_section,
     package_version,
 )
 from clients import import_asyncfetch, peak_rss_mib
@@ -218,8 +219,9 @@ def calibrate(size: int, cost_ms: float) -> tuple[int, float]:
 
 async def _serve(size: int, max_seconds: float) -> None:
     """``server.py``'s app plus ``GET /page/{i}``; stops like ``server.py``."""
+    from _serving import serve_app
     from aiohttp import web
-    from server import _watch_stdin, make_app
+    from server import make_app
 
     template = make_page(size)
 
@@ -234,34 +236,20 @@ async def _serve(size: int, max_seconds: float) -> None:
             body=fill_page(template, index), content_type="text/html", charset="utf-8"
         )
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    threading.Thread(target=_watch_stdin, args=(loop, stop), daemon=True).start()
     app = make_app()
     app.router.add_get("/page/{i}", handle_page)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024, reuse_address=True)
-        await site.start()
-        print(f"READY {runner.addresses[0][1]}", flush=True)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max_seconds)
-    finally:
-        await runner.cleanup()
+    await serve_app(app, max_seconds)
 
 
 def serve_main(argv: list[str]) -> int:
     """Entry point of the ``serve`` subcommand."""
-    from server import _run
+    from _serving import run_fast
 
     p = argparse.ArgumentParser(prog="parse.py serve")
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--max-seconds", type=float, default=2 * 3600.0)
     args = p.parse_args(argv)
-    _run(_serve(args.size, args.max_seconds))
+    run_fast(_serve(args.size, args.max_seconds))
     return 0
 
 
@@ -484,13 +472,7 @@ def run_client(cfg: dict[str, Any]) -> dict[str, Any]:
     except BaseException:  # KeyboardInterrupt, SystemExit from SIGTERM
         _kill_group(proc)
         raise
-    for line in reversed(out.splitlines()):
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            break
-    else:
-        tail = err.strip().splitlines()[-3:]
-        record["error"] = "no JSON output; stderr: " + " | ".join(tail)
+    record = json_record(out, err, record)
     record["returncode"] = proc.returncode
     record["failed"] = bool(record.get("failed", True)) or proc.returncode != 0
     return record
@@ -808,20 +790,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     md.append("\n## Ideal\n\n")
     md.append(ideal_md)
-    failed = [r for r in records if r.get("failed")]
-    retried = [r for r in records if r.get("retries")]
-    if failed or retried:
-        md.append("\n## Notes\n\n")
-        md.extend(
-            f"- FAILED run: {r['mode']} round={r.get('round', '-')} ok={r.get('ok')}"
-            f"/{r.get('pages')} error={r.get('error')} "
-            f"samples={r.get('bad_samples')}\n"
-            for r in failed
-        )
-        md.extend(
-            f"- {r['mode']} round={r.get('round')}: {r['retries']} retries\n"
-            for r in retried
-        )
+    failed = [
+        f"{r['mode']} round={r.get('round', '-')} ok={r.get('ok')}/{r.get('pages')} "
+        f"error={r.get('error')} samples={r.get('bad_samples')}"
+        for r in records
+        if r.get("failed")
+    ]
+    retried = [
+        f"{r['mode']} round={r.get('round')}: {r['retries']} retries"
+        for r in records
+        if r.get("retries")
+    ]
+    md.append(notes_section(retried, failed))
     text = "".join(md)
     (args.out / "parse.md").write_text(text)
     print(text)

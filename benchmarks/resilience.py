@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import datetime as dt
 import json
@@ -44,12 +43,10 @@ import os
 import platform
 import pstats
 import re
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -63,6 +60,8 @@ from _harness import (
     Server,
     asyncfetch_status,
     exit_on_sigterm,
+    json_record,
+    notes_section,
     package_version,
     pinned,
     pinning_status,
@@ -138,47 +137,39 @@ class _Silent(asyncio.Protocol):
 
 async def _serve_hosts(live: int, silent: int, max_seconds: float) -> None:
     """Serve ``/bytes`` on ``live`` addresses, stay silent on ``silent`` more."""
+    from _serving import serve_app
     from aiohttp import web
-    from server import _watch_stdin, make_app
+    from server import make_app
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    threading.Thread(target=_watch_stdin, args=(loop, stop), daemon=True).start()
-    runner = web.AppRunner(make_app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    silent_servers: list[asyncio.Server] = []
-    try:
-        await web.TCPSite(runner, host_addr(LIVE_BLOCK, 0), 0, backlog=1024).start()
-        port = int(runner.addresses[0][1])
+    async def more_hosts(
+        runner: web.AppRunner, port: int
+    ) -> list[asyncio.AbstractServer]:
         for i in range(1, live):
             site = web.TCPSite(runner, host_addr(LIVE_BLOCK, i), port, backlog=1024)
             await site.start()
-        for i in range(silent):
-            addr = host_addr(SILENT_BLOCK, i)
-            silent_servers.append(
-                await loop.create_server(_Silent, addr, port, backlog=1024)
+        loop = asyncio.get_running_loop()
+        return [
+            await loop.create_server(
+                _Silent, host_addr(SILENT_BLOCK, i), port, backlog=1024
             )
-        print(f"READY {port}", flush=True)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max_seconds)
-    finally:
-        for s in silent_servers:
-            s.close()
-        await runner.cleanup()
+            for i in range(silent)
+        ]
+
+    await serve_app(
+        make_app(), max_seconds, host=host_addr(LIVE_BLOCK, 0), more=more_hosts
+    )
 
 
 def serve_hosts_main(argv: list[str]) -> int:
     """Entry point of the ``serve-hosts`` subcommand."""
-    from server import _run
+    from _serving import run_fast
 
     p = argparse.ArgumentParser(prog="resilience.py serve-hosts")
     p.add_argument("--live", type=int, default=LIVE_HOSTS)
     p.add_argument("--silent", type=int, default=DEAD_HOSTS)
     p.add_argument("--max-seconds", type=float, default=2 * 3600.0)
     args = p.parse_args(argv)
-    _run(_serve_hosts(args.live, args.silent, args.max_seconds))
+    run_fast(_serve_hosts(args.live, args.silent, args.max_seconds))
     return 0
 
 
@@ -453,13 +444,7 @@ def run_sub(cfg: dict[str, Any], pin: bool) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         record["error"] = "subprocess timed out"
         return record
-    for line in reversed(proc.stdout.splitlines()):
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            break
-    else:
-        tail = proc.stderr.strip().splitlines()[-3:]
-        record["error"] = "no JSON output; stderr: " + " | ".join(tail)
+    record = json_record(proc.stdout, proc.stderr, record)
     record["returncode"] = proc.returncode
     record["failed"] = bool(record.get("failed")) or proc.returncode != 0
     return record
@@ -800,16 +785,14 @@ def report(
         )
         md.append(hosts_table(records, variant))
         md.append("\n" + hosts_summary(records, variant))
-    failed = [r for r in records if r.get("failed")]
-    if notes or failed:
-        md.append("\n## Notes\n\n")
-        md.extend(f"- {n}\n" for n in notes)
-        md.extend(
-            f"- FAILED run: {r.get('client') or r.get('variant')} "
-            f"breaker={r.get('breaker', '-')} round={r.get('round', '-')} "
-            f"error={r.get('error')} samples={r.get('bad_samples')}\n"
-            for r in failed
-        )
+    failed = [
+        f"{r.get('client') or r.get('variant')} breaker={r.get('breaker', '-')} "
+        f"round={r.get('round', '-')} error={r.get('error')} "
+        f"samples={r.get('bad_samples')}"
+        for r in records
+        if r.get("failed")
+    ]
+    md.append(notes_section(notes, failed))
     return "".join(md)
 
 

@@ -35,7 +35,6 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -53,9 +52,12 @@ from _harness import (
     asyncfetch_status,
     exit_on_sigterm,
     git_commit,
+    load_jsonl,
     nginx_status,
+    notes_section,
     package_version,
     pinning_status,
+    publish,
     run_client,
     run_wrk,
     wrk_status,
@@ -682,38 +684,15 @@ def render(
             )
         md.append("\n")
     md.append(HOW_TO_READ)
-    failed = [r for r in records if r.get("failed")]
-    if notes or failed:
-        md.append("\n## Notes\n\n")
-        md.extend(f"- {n}\n" for n in notes)
-        md.extend(
-            f"- FAILED run: {r.get('scenario')} {r['client']} "
-            f"({r.get('loop')}) n={r.get('n')} round={r.get('round', '-')} "
-            f"ok={r.get('ok')} error={r.get('error')} "
-            f"samples={r.get('bad_samples')}\n"
-            for r in failed
-        )
+    failed = [
+        f"{r.get('scenario')} {r['client']} ({r.get('loop')}) n={r.get('n')} "
+        f"round={r.get('round', '-')} ok={r.get('ok')} error={r.get('error')} "
+        f"samples={r.get('bad_samples')}"
+        for r in records
+        if r.get("failed")
+    ]
+    md.append(notes_section(notes, failed))
     return "".join(md)
-
-
-def load_jsonl(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """Read a run's JSON lines back: (meta, run records, notes)."""
-    meta: dict[str, Any] = {}
-    records = []
-    notes: list[str] = []
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        kind = rec.get("kind")
-        if kind == "meta":
-            meta.update(rec)
-        elif kind == "meta-end":
-            notes = rec.pop("notes", [])
-            meta.update(rec)
-        elif kind in ("run", "memory"):
-            records.append(rec)
-    if not meta:
-        raise SystemExit(f"{path}: no meta record (not written by run.py?)")
-    return meta, records, notes
 
 
 # -- main ------------------------------------------------------------------
@@ -805,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = parse_args(argv)
     if args.report is not None:
-        meta, records, notes = load_jsonl(args.report)
+        meta, records, notes = load_jsonl(args.report, ("run", "memory"), "run.py")
         print(render(meta, records, notes))
         return 1 if any(r.get("failed") for r in records) else 0
     exit_on_sigterm()
@@ -819,12 +798,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.flush()
 
         meta, records, notes = run_all(args, save)
-    text = render(meta, records, notes)
-    md_path.write_text(text)
-    shutil.copyfile(md_path, args.out / "latest.md")
-    shutil.copyfile(jsonl_path, args.out / "latest.jsonl")
-    print(text)
-    print(f"written: {md_path}, {jsonl_path} (and latest.*)", file=sys.stderr)
+    publish(render(meta, records, notes), md_path, jsonl_path, "latest")
     return 1 if any(r.get("failed") for r in records) else 0
 
 

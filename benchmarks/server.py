@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Coroutine
-from typing import Any
 
+from _serving import run_fast, serve_app
 from aiohttp import web
 
 SERVER_LABEL = "aiohttp fallback server (aiohttp.web)"
@@ -75,51 +71,27 @@ def make_app() -> web.Application:
     return app
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Block until stdin hits EOF (parent gone), then signal ``stop``."""
-    with contextlib.suppress(Exception):
-        while sys.stdin.buffer.read(65536):
-            pass
-    with contextlib.suppress(RuntimeError):  # loop already closed
-        loop.call_soon_threadsafe(stop.set)
-
-
 async def serve(
     host: str, port: int, max_seconds: float, stdin_eof: bool, extra_hosts: int = 0
 ) -> None:
     """Serve until a signal, stdin EOF or ``max_seconds`` elapse."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if stdin_eof:
-        threading.Thread(target=_watch_stdin, args=(loop, stop), daemon=True).start()
 
-    runner = web.AppRunner(make_app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-    await site.start()
-    bound_port = runner.addresses[0][1]
-    for i in range(1, extra_hosts + 1):
-        extra = web.TCPSite(runner, f"127.0.1.{i}", bound_port, backlog=1024)
-        await extra.start()
-    print(f"READY {bound_port}", flush=True)
-    try:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max_seconds)
-    finally:
-        await runner.cleanup()
+    async def on_extra_hosts(
+        runner: web.AppRunner, bound_port: int
+    ) -> list[asyncio.AbstractServer]:
+        for i in range(1, extra_hosts + 1):
+            extra = web.TCPSite(runner, f"127.0.1.{i}", bound_port, backlog=1024)
+            await extra.start()
+        return []
 
-
-def _run(coro: Coroutine[Any, Any, None]) -> str:
-    """Run ``coro`` on uvloop if importable, else asyncio; return loop name."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return "asyncio"
-    uvloop.run(coro)
-    return "uvloop"
+    await serve_app(
+        make_app(),
+        max_seconds,
+        host=host,
+        port=port,
+        stdin_eof=stdin_eof,
+        more=on_extra_hosts,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 0 <= args.extra_hosts <= 254:
         p.error("--extra-hosts must be in [0, 254]")
-    _run(
+    run_fast(
         serve(
             args.host,
             args.port,
