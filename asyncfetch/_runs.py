@@ -23,7 +23,7 @@ from typing import Any
 
 from yarl import URL
 
-from ._engine import STARTS_PER_TURN, Engine, Job
+from ._engine import Engine, Job
 from ._errors import FetchError, InvalidURL
 from ._input import as_request, check_url, is_async
 from ._models import Request, Result
@@ -79,35 +79,18 @@ class Run(abc.ABC):
         if self._ait is not None:
             self._feeder = self.engine.loop.create_task(self._feed())
         else:
-            # Enough for the first turn's workers now and the rest of the
-            # window next turn, so the first connections open meanwhile.
-            self.fill(STARTS_PER_TURN)
-            if not self.exhausted:
-                self.engine.loop.call_soon(self._fill_rest)
+            self.fill()
         self.engine.dispatch()
         self._check_done()
 
-    def _fill_rest(self) -> None:
-        if self.closed:
-            return
-        self.fill()
-        self.engine.dispatch()
-        self._check_done()
-
-    def fill(self, most: int | None = None) -> None:
-        """Read a plain iterable until the read-ahead window is full.
-
-        Args:
-            most: read no more than this many items now.
-        """
+    def fill(self) -> None:
+        """Read a plain iterable until the read-ahead window is full."""
         it = self._it
         if it is None or self._filling:
             return  # re-entered through an InvalidURL result: the loop goes on
         self._filling = True
         try:
             bound = self.bound
-            if most is not None:
-                bound = min(bound, self.read - self.delivered + most)
             while not self.exhausted and self.read - self.delivered < bound:
                 try:
                     item = next(it)
