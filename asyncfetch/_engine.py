@@ -289,8 +289,20 @@ class Engine:
             if next_job is None:
                 workers.pop(me, None)
                 self.dispatch()
+                if failure is None and self._drained():
+                    self.transport.shed(result.url)
                 return
             job = next_job
+
+    def _drained(self) -> bool:
+        """Whether no work is left that a kept connection could serve: nothing
+        waits to start or to be retried, and no run has input left to read."""
+        if self.sched.waiting:
+            return False
+        for run in self.runs:
+            if run.delayed or not (run.exhausted or run.endless):
+                return False
+        return True
 
     def _hop(self, url: URL) -> float:
         """Seconds a redirect hop to ``url`` waits for its host (rate, pause)."""

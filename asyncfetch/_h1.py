@@ -42,6 +42,7 @@ __all__ = ["FastPath", "fast_path_enabled"]
 ENV_SWITCH: Final = "ASYNCFETCH_NO_FAST_PATH"
 KEEPALIVE: Final = 15.0  # idle connections close after 1-2 of these (aiohttp: 15 s)
 READ_SIZE: Final = 256 * 1024  # at most this much per read, as asyncio's own
+IDLE_KEEP: Final = 8  # idle connections per origin kept once no work is left
 DNS_TTL: Final = 10.0  # seconds a name resolution is reused, as in aiohttp
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _NO_BODY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -95,6 +96,12 @@ def _ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
         context.set_default_verify_paths()
     context.set_alpn_protocols(("http/1.1",))
     return context
+
+
+def _origin(url: URL) -> tuple[str, str, int]:
+    """The pool's key of ``url``: scheme, host and port (the default filled in)."""
+    scheme = url.scheme
+    return (scheme, url.raw_host or "", url.port or (443 if scheme == "https" else 80))
 
 
 def _serialise(headers: Mapping[str, str]) -> bytes:
@@ -377,10 +384,7 @@ class FastPath:
             if left <= 0:
                 raise asyncio.TimeoutError
             deadline = loop.time() + left
-        scheme = url.scheme
-        host = url.raw_host or ""
-        port = url.port or (443 if scheme == "https" else 80)
-        key = (scheme, host, port)
+        key = _origin(url)
         conn = self._get(key)
         if conn is None:
             conn = await self._connect(key, timeout, deadline)
@@ -434,6 +438,12 @@ class FastPath:
         idle.append(conn)
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(KEEPALIVE, self._sweep)
+
+    def shed(self, url: URL) -> None:
+        """Close idle connections to ``url``'s origin beyond ``IDLE_KEEP``."""
+        idle = self._idle.get(_origin(url))
+        while idle is not None and len(idle) > IDLE_KEEP:
+            idle.pop(0).drop()
 
     def _sweep(self) -> None:
         """Close the connections nobody used since the last sweep.

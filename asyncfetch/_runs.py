@@ -41,6 +41,9 @@ class Run(abc.ABC):
     # Called with each valid request and its URL before it is queued; an
     # error it returns completes the item at once (a crawl's Disallowed).
     gate: Callable[[Request, URL], FetchError | None] | None = None
+    # Input that never ends while the Fetcher is open (submissions): each
+    # item is a new call, not the rest of this one.
+    endless = False
 
     def __init__(self, engine: Engine, urls: Any = None) -> None:
         self.engine = engine
@@ -343,6 +346,8 @@ class ListRun(Run):
 
 class SubmitRun(Run):
     """The Fetcher's submissions: each result goes to its own future."""
+
+    endless = True
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)

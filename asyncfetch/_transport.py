@@ -165,6 +165,12 @@ class Transport:
         if self._owns_session and session is not None:
             await session.close()
 
+    def shed(self, url: URL) -> None:
+        """Close the idle connections to ``url``'s origin beyond a few: the
+        Fetcher has no work left that needs them."""
+        if self._fast is not None:
+            self._fast.shed(url)
+
     def _timeout(self, timeout: Timeout, deadline: float | None) -> Any:
         """The aiohttp timeout of one hop: the whole budget for the first hop,
         what is left of it for a redirect."""

@@ -180,6 +180,34 @@ async def test_connections_are_reused_and_expire_when_idle(
     await eventually(lambda: server.connections_open() == 0)
 
 
+async def test_surplus_idle_connections_close_once_no_work_is_left(
+    server: AppServer, sends: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_h1, "IDLE_KEEP", 2)
+    monkeypatch.setattr(_h1, "KEEPALIVE", 60.0)  # no idle sweep during the test
+    before = server.connections_accepted()
+    async with Fetcher(concurrency=6) as f:
+        # Two rounds of six: the second reuses every connection of the first
+        # (input was left), then all but IDLE_KEEP close, the Fetcher open.
+        results = await f.fetch_all([server.url("/delay/100")] * 12)
+        assert all(r.ok for r in results)
+        assert server.connections_accepted() - before == 6
+        await eventually(lambda: server.connections_open() == 2, timeout=3)
+        # Submissions are calls of their own: when they are done, the same.
+        results = await asyncio.gather(
+            *(f.fetch(server.url("/delay/100")) for _ in range(6))
+        )
+        assert all(r.ok for r in results)
+        await eventually(lambda: server.connections_open() == 2, timeout=3)
+        # One request at a time keeps its connection.
+        accepted = server.connections_accepted()
+        for _ in range(3):
+            assert (await f.fetch(server.url("/ok"))).ok
+        assert server.connections_accepted() == accepted
+    await eventually(lambda: server.connections_open() == 0)
+    assert len(sends) == 12 + 6 + 3
+
+
 async def test_a_connection_the_server_closed_is_not_reused(
     raw_server: RawServer, sends: list[str]
 ) -> None:
