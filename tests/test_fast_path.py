@@ -208,6 +208,31 @@ async def test_surplus_idle_connections_close_once_no_work_is_left(
     assert len(sends) == 12 + 6 + 3
 
 
+async def test_idle_connections_stay_while_a_stream_has_input_left(
+    server: AppServer, sends: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_h1, "IDLE_KEEP", 2)
+    url = server.url("/delay/50")
+    open_in_gap: list[int] = []
+
+    async def urls() -> Any:
+        for _ in range(6):
+            yield url
+        await asyncio.sleep(0.3)  # every worker retires; the input goes on
+        open_in_gap.append(server.connections_open())
+        for _ in range(6):
+            yield url
+
+    before = server.connections_accepted()
+    async with Fetcher(concurrency=6) as f:
+        results = [r async for r in f.stream(urls())]
+        assert open_in_gap == [6]
+        assert server.connections_accepted() - before == 6  # all six reused
+        await eventually(lambda: server.connections_open() == 2, timeout=3)
+    assert len(results) == 12
+    assert all(r.ok for r in results)
+
+
 async def test_a_connection_the_server_closed_is_not_reused(
     raw_server: RawServer, sends: list[str]
 ) -> None:
