@@ -36,6 +36,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import Options, Timeout
+from ._input import host_key
 
 __all__ = ["FastPath", "fast_path_enabled"]
 
@@ -96,12 +97,6 @@ def _ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
         context.set_default_verify_paths()
     context.set_alpn_protocols(("http/1.1",))
     return context
-
-
-def _origin(url: URL) -> tuple[str, str, int]:
-    """The pool's key of ``url``: scheme, host and port (the default filled in)."""
-    scheme = url.scheme
-    return (scheme, url.raw_host or "", url.port or (443 if scheme == "https" else 80))
 
 
 def _serialise(headers: Mapping[str, str]) -> bytes:
@@ -384,7 +379,7 @@ class FastPath:
             if left <= 0:
                 raise asyncio.TimeoutError
             deadline = loop.time() + left
-        key = _origin(url)
+        key = host_key(url)
         conn = self._get(key)
         if conn is None:
             conn = await self._connect(key, timeout, deadline)
@@ -441,7 +436,7 @@ class FastPath:
 
     def shed(self, url: URL) -> None:
         """Close idle connections to ``url``'s origin beyond ``IDLE_KEEP``."""
-        idle = self._idle.get(_origin(url))
+        idle = self._idle.get(host_key(url))
         while idle is not None and len(idle) > IDLE_KEEP:
             idle.pop(0).drop()
 
