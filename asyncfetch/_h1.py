@@ -54,9 +54,6 @@ _OURS: Final = frozenset(
 )
 
 
-_timeout_scope = getattr(asyncio, "timeout", None)  # Python 3.11+
-
-
 def _accept_encoding() -> str:
     # What aiohttp advertises: the codings its parser can decode here.
     try:
@@ -264,6 +261,11 @@ class FastPath:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        # Tasks opening a connection, and when they give up (loop time).
+        self._opening: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()  # cancelled for that
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0
         self._closed = False
         auto: CIMultiDict[str] = CIMultiDict(
             {"Accept": "*/*", "Accept-Encoding": _accept_encoding()}
@@ -488,21 +490,68 @@ class FastPath:
     ) -> _Conn:
         limit = timeout.connect
         connect_bound = True
-        if deadline is not None:
-            left = deadline - self._loop.time()
-            if limit is None or left < limit:
-                limit, connect_bound = left, False
+        loop = self._loop
+        give_up = None if limit is None else loop.time() + limit
+        if deadline is not None and (give_up is None or deadline < give_up):
+            give_up, connect_bound = deadline, False
         try:
-            if _timeout_scope is not None:  # no task per connection, unlike wait_for
-                async with _timeout_scope(limit):
-                    return await self._open(key)
-            return await asyncio.wait_for(self._open(key), limit)  # pragma: no cover
+            if give_up is None:
+                return await self._open(key)
+            task = asyncio.current_task()
+            if task is None or not hasattr(task, "uncancel"):  # pragma: no cover
+                return await asyncio.wait_for(self._open(key), give_up - loop.time())
+            return await self._open_watched(key, task, give_up)
         except asyncio.TimeoutError as exc:
             if connect_bound:
                 raise _cx.ConnectionTimeoutError(
                     f"Connection timeout to host {key[1]}:{key[2]}"
                 ) from exc
             raise
+
+    async def _open_watched(
+        self, key: tuple[str, str, int], task: asyncio.Task[Any], give_up: float
+    ) -> _Conn:
+        """:meth:`_open`, cancelled by the watchdog at ``give_up`` (loop time).
+
+        What ``asyncio.timeout`` does, without its timer, handle and context
+        per connection (about 8 µs on uvloop, against 1 µs here): one timer
+        serves every connection being opened, armed for the earliest give-up
+        time. A cancellation from elsewhere stays a cancellation.
+        """
+        cancelling = task.cancelling()  # type: ignore[attr-defined]
+        self._opening[task] = give_up
+        if self._watchdog is None or give_up < self._watchdog_at:
+            self._arm_watchdog(give_up)
+        try:
+            return await self._open(key)
+        except asyncio.CancelledError:
+            if task in self._expired and task.uncancel() <= cancelling:  # type: ignore[attr-defined]
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            self._opening.pop(task, None)
+            self._expired.discard(task)
+
+    def _arm_watchdog(self, at: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog_at = at
+        self._watchdog = self._loop.call_at(at, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        """Cancel the connection attempts whose time is up; re-arm for the rest."""
+        self._watchdog = None
+        now = self._loop.time()
+        earliest = None
+        for task, give_up in list(self._opening.items()):
+            if give_up <= now:
+                del self._opening[task]
+                self._expired.add(task)
+                task.cancel()
+            elif earliest is None or give_up < earliest:
+                earliest = give_up
+        if earliest is not None:
+            self._arm_watchdog(earliest)
 
     async def _open(self, key: tuple[str, str, int]) -> _Conn:
         scheme, host, port = key
@@ -538,6 +587,9 @@ class FastPath:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         waiters = []
         for idle in self._idle.values():
             for conn in idle:

@@ -307,6 +307,54 @@ async def test_connect_timeout_on_the_fast_path(
     assert len(sends) == 2
 
 
+async def test_each_connect_gives_up_at_its_own_time(
+    full_backlog: int, sends: list[str]
+) -> None:
+    # One watchdog timer serves every connection being opened: it fires for
+    # the earliest, then re-arms for the next.
+    url = f"http://127.0.0.1:{full_backlog}/x"
+    limits = [0.6, 0.2, 1.0]
+    async with Fetcher(retries=0, timeout=Timeout(total=10)) as f:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(f.fetch(Request(url, timeout=Timeout(connect=c))) for c in limits)
+            ),
+            10,
+        )
+        assert f._engine is not None
+        fast = f._engine.transport._fast
+        assert fast is not None
+        assert not fast._opening
+        assert not fast._expired
+    for result, limit in zip(results, limits, strict=True):
+        assert isinstance(result.error, asyncfetch.FetchTimeout), result
+        assert "timed out connecting" in str(result.error)
+        assert limit - 0.05 < result.elapsed < limit + 1.5
+    # 0.2 s, then 0.6 s, then 1.0 s: each one its own give-up time
+    assert results[1].elapsed < results[0].elapsed < results[2].elapsed
+    assert len(sends) == 3
+
+
+async def test_cancelling_a_fetch_while_it_connects_is_not_a_timeout(
+    full_backlog: int, sends: list[str]
+) -> None:
+    url = f"http://127.0.0.1:{full_backlog}/x"
+    async with Fetcher(retries=0, timeout=Timeout(connect=0.3)) as f:
+        waiting = f.submit(url)
+        await eventually(lambda: len(sends) == 1)
+        waiting.cancel()
+        await asyncio.sleep(0.5)  # past the give-up time: nothing fires for it
+        assert f._engine is not None
+        fast = f._engine.transport._fast
+        assert fast is not None
+        assert not fast._opening
+        assert not fast._expired
+        late = await f.fetch(url)  # the watchdog still serves later connects
+    assert waiting.cancelled()
+    assert isinstance(late.error, asyncfetch.FetchTimeout)
+    assert "timed out connecting" in str(late.error)
+
+
 async def test_a_spent_budget_fails_before_sending(server: AppServer) -> None:
     fast = _h1.FastPath(asyncfetch._config.Options(), {})
     try:
