@@ -3,9 +3,9 @@
 ``aiohttp.ClientSession.request`` spends most of a small request's CPU time
 building objects that a bulk fetcher does not need (``ClientRequest``,
 ``ClientResponse``, traces, the connector's bookkeeping). This module sends
-the request bytes itself, on connections it pools itself, and reads the
-response with aiohttp's own ``ResponseHandler`` protocol and its C response
-parser. What comes out is the same: the same parser limits, decompression,
+the request bytes itself, on connections it pools itself (``_dial`` opens
+them), and reads the response with aiohttp's own ``ResponseHandler``
+protocol and its C response parser. What comes out is the same: the same parser limits, decompression,
 ``StreamReader`` body and exceptions (``ServerDisconnectedError``,
 ``ClientPayloadError``, ``SocketTimeoutError``, ``HttpProcessingError``), so
 ``_transport_errors`` maps both paths alike.
@@ -23,19 +23,17 @@ from __future__ import annotations
 import asyncio
 import json as json_module
 import os
-import socket
-import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from aiohttp import client_exceptions as _cx
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import Options, Timeout
+from ._dial import Dialer
 from ._input import host_key
 
 __all__ = ["FastPath", "fast_path_enabled"]
@@ -44,7 +42,6 @@ ENV_SWITCH: Final = "ASYNCFETCH_NO_FAST_PATH"
 KEEPALIVE: Final = 15.0  # idle connections close after 1-2 of these (aiohttp: 15 s)
 READ_SIZE: Final = 256 * 1024  # at most this much per read, as asyncio's own
 IDLE_KEEP: Final = 8  # idle connections per origin kept once no work is left
-DNS_TTL: Final = 10.0  # seconds a name resolution is reused, as in aiohttp
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _NO_BODY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Hop-by-hop and framing headers we set ourselves; a caller who sets one
@@ -78,22 +75,6 @@ _AVAILABLE: Final = all(
 def fast_path_enabled() -> bool:
     """Whether new Fetchers may use the fast path (aiohttp fits, no opt-out)."""
     return _AVAILABLE and not os.environ.get(ENV_SWITCH)
-
-
-def _ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
-    """The context aiohttp's connector would use for ``verify``."""
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    if verify:
-        context = ssl.create_default_context()
-    else:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.options |= ssl.OP_NO_COMPRESSION
-        context.set_default_verify_paths()
-    context.set_alpn_protocols(("http/1.1",))
-    return context
 
 
 def _serialise(headers: Mapping[str, str]) -> bytes:
@@ -254,18 +235,11 @@ class FastPath:
     """Connections and requests of the fast path for one Transport."""
 
     def __init__(self, options: Options, session_headers: Mapping[str, str]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._buffer = memoryview(bytearray(READ_SIZE))
-        self._verify = options.verify
-        self._ssl: ssl.SSLContext | None = None  # made for the first https host
+        loop = self._loop = asyncio.get_running_loop()
+        buffer = memoryview(bytearray(READ_SIZE))  # every connection reads here
+        self._dialer = Dialer(loop, options.verify, lambda: _Conn(loop, buffer))
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
-        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        # Tasks opening a connection, and when they give up (loop time).
-        self._opening: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()  # cancelled for that
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._watchdog_at = 0.0
         self._closed = False
         auto: CIMultiDict[str] = CIMultiDict(
             {"Accept": "*/*", "Accept-Encoding": _accept_encoding()}
@@ -384,7 +358,7 @@ class FastPath:
         key = host_key(url)
         conn = self._get(key)
         if conn is None:
-            conn = await self._connect(key, timeout, deadline)
+            conn = await self._dialer.connect(key, timeout, deadline)
         try:
             params = (method == "HEAD", timeout.read)
             if conn.params != params:
@@ -464,132 +438,13 @@ class FastPath:
         if self._idle:
             self._sweeper = self._loop.call_later(KEEPALIVE, self._sweep)
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        """The addresses of ``host``, cached for DNS_TTL seconds."""
-        try:
-            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        except OSError:
-            pass
-        else:
-            return [host]
-        now = self._loop.time()
-        cached = self._dns.get((host, port))
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        infos = await self._loop.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
-        )
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        if len(self._dns) > 10_000:
-            self._dns.clear()
-        self._dns[(host, port)] = (now + DNS_TTL, addresses)
-        return addresses
-
-    async def _connect(
-        self, key: tuple[str, str, int], timeout: Timeout, deadline: float | None
-    ) -> _Conn:
-        limit = timeout.connect
-        connect_bound = True
-        loop = self._loop
-        give_up = None if limit is None else loop.time() + limit
-        if deadline is not None and (give_up is None or deadline < give_up):
-            give_up, connect_bound = deadline, False
-        try:
-            if give_up is None:
-                return await self._open(key)
-            task = asyncio.current_task()
-            if task is None or not hasattr(task, "uncancel"):  # pragma: no cover
-                return await asyncio.wait_for(self._open(key), give_up - loop.time())
-            return await self._open_watched(key, task, give_up)
-        except asyncio.TimeoutError as exc:
-            if connect_bound:
-                raise _cx.ConnectionTimeoutError(
-                    f"Connection timeout to host {key[1]}:{key[2]}"
-                ) from exc
-            raise
-
-    async def _open_watched(
-        self, key: tuple[str, str, int], task: asyncio.Task[Any], give_up: float
-    ) -> _Conn:
-        """:meth:`_open`, cancelled by the watchdog at ``give_up`` (loop time).
-
-        What ``asyncio.timeout`` does, without its timer, handle and context
-        per connection (about 8 µs on uvloop, against 1 µs here): one timer
-        serves every connection being opened, armed for the earliest give-up
-        time. A cancellation from elsewhere stays a cancellation.
-        """
-        cancelling = task.cancelling()  # type: ignore[attr-defined]
-        self._opening[task] = give_up
-        if self._watchdog is None or give_up < self._watchdog_at:
-            self._arm_watchdog(give_up)
-        try:
-            return await self._open(key)
-        except asyncio.CancelledError:
-            if task in self._expired and task.uncancel() <= cancelling:  # type: ignore[attr-defined]
-                raise asyncio.TimeoutError from None
-            raise
-        finally:
-            self._opening.pop(task, None)
-            self._expired.discard(task)
-
-    def _arm_watchdog(self, at: float) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        self._watchdog_at = at
-        self._watchdog = self._loop.call_at(at, self._on_watchdog)
-
-    def _on_watchdog(self) -> None:
-        """Cancel the connection attempts whose time is up; re-arm for the rest."""
-        self._watchdog = None
-        now = self._loop.time()
-        earliest = None
-        for task, give_up in list(self._opening.items()):
-            if give_up <= now:
-                del self._opening[task]
-                self._expired.add(task)
-                task.cancel()
-            elif earliest is None or give_up < earliest:
-                earliest = give_up
-        if earliest is not None:
-            self._arm_watchdog(earliest)
-
-    async def _open(self, key: tuple[str, str, int]) -> _Conn:
-        scheme, host, port = key
-        loop = self._loop
-        context = None
-        if scheme == "https":
-            if self._ssl is None:  # loads the CA store: once, and only for https
-                self._ssl = _ssl_context(self._verify)
-            context = self._ssl
-        name = host.rstrip(".") if context is not None else None
-        error: OSError | None = None
-        for address in await self._resolve(host, port):
-            try:
-                _, proto = await loop.create_connection(
-                    lambda: _Conn(loop, self._buffer),
-                    address,
-                    port,
-                    ssl=context,
-                    server_hostname=name,
-                )
-            except ssl.SSLError:
-                raise
-            except OSError as exc:
-                error = exc
-                continue
-            return proto
-        assert error is not None
-        raise error
-
     async def close(self) -> None:
         """Close every idle connection and wait (briefly) until they are closed."""
         self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        self._dialer.close()
         waiters = []
         for idle in self._idle.values():
             for conn in idle:

@@ -260,7 +260,7 @@ async def test_host_names_are_resolved_and_cached(
         results = [r async for r in f.stream([url] * 8)]
         fast = f._engine.transport._fast  # type: ignore[union-attr]
         assert fast is not None
-        assert ("localhost", server.port) in fast._dns
+        assert ("localhost", server.port) in fast._dialer._dns
     assert all(r.ok for r in results), [r.error for r in results]
     assert len(sends) == 8
 
@@ -324,8 +324,8 @@ async def test_each_connect_gives_up_at_its_own_time(
         assert f._engine is not None
         fast = f._engine.transport._fast
         assert fast is not None
-        assert not fast._opening
-        assert not fast._expired
+        assert not fast._dialer._opening
+        assert not fast._dialer._expired
     for result, limit in zip(results, limits, strict=True):
         assert isinstance(result.error, asyncfetch.FetchTimeout), result
         assert "timed out connecting" in str(result.error)
@@ -347,8 +347,8 @@ async def test_cancelling_a_fetch_while_it_connects_is_not_a_timeout(
         assert f._engine is not None
         fast = f._engine.transport._fast
         assert fast is not None
-        assert not fast._opening
-        assert not fast._expired
+        assert not fast._dialer._opening
+        assert not fast._dialer._expired
         late = await f.fetch(url)  # the watchdog still serves later connects
     assert waiting.cancelled()
     assert isinstance(late.error, asyncfetch.FetchTimeout)
