@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -783,6 +783,18 @@ def load_jsonl(
     if not meta:
         raise SystemExit(f"{path}: no meta record (not written by {writer}?)")
     return meta, records, notes
+
+
+def failed_runs(
+    records: Iterable[Mapping[str, Any]], describe: Callable[[Mapping[str, Any]], str]
+) -> list[str]:
+    """A line per failed record: ``describe(record)``, then its error and the
+    samples of what was wrong, for :func:`notes_section`."""
+    return [
+        f"{describe(r)} error={r.get('error')} samples={r.get('bad_samples')}"
+        for r in records
+        if r.get("failed")
+    ]
 
 
 def notes_section(notes: Sequence[str], failed: Sequence[str]) -> str:

@@ -73,6 +73,7 @@ from _harness import (
     _group_exists,
     asyncfetch_status,
     exit_on_sigterm,
+    failed_runs,
     git_commit,
     json_record,
     load_jsonl,
@@ -879,14 +880,14 @@ def render(
     if extra:
         md.append("\n" + extra)
     md.append("\n" + HOW_TO_READ)
-    failed = [
-        f"{r['client']} round={r.get('round', 0) + 1} "
-        f"ok={r.get('ok')}/{r.get('expected', meta['n'])} "
-        f"results={r.get('results')} error={r.get('error')} "
-        f"samples={r.get('bad_samples')}"
-        for r in records
-        if r.get("failed")
-    ]
+    failed = failed_runs(
+        records,
+        lambda r: (
+            f"{r['client']} round={r.get('round', 0) + 1} "
+            f"ok={r.get('ok')}/{r.get('expected', meta['n'])} "
+            f"results={r.get('results')}"
+        ),
+    )
     md.append(notes_section(notes, failed))
     return "".join(md)
 

@@ -66,6 +66,7 @@ from _harness import (
     Server,
     asyncfetch_status,
     exit_on_sigterm,
+    failed_runs,
     json_record,
     notes_section,
     package_version,
@@ -790,12 +791,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     md.append("\n## Ideal\n\n")
     md.append(ideal_md)
-    failed = [
-        f"{r['mode']} round={r.get('round', '-')} ok={r.get('ok')}/{r.get('pages')} "
-        f"error={r.get('error')} samples={r.get('bad_samples')}"
-        for r in records
-        if r.get("failed")
-    ]
+    failed = failed_runs(
+        records,
+        lambda r: (
+            f"{r['mode']} round={r.get('round', '-')} ok={r.get('ok')}/{r.get('pages')}"
+        ),
+    )
     retried = [
         f"{r['mode']} round={r.get('round')}: {r['retries']} retries"
         for r in records

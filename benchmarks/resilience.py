@@ -60,6 +60,7 @@ from _harness import (
     Server,
     asyncfetch_status,
     exit_on_sigterm,
+    failed_runs,
     json_record,
     notes_section,
     package_version,
@@ -785,13 +786,13 @@ def report(
         )
         md.append(hosts_table(records, variant))
         md.append("\n" + hosts_summary(records, variant))
-    failed = [
-        f"{r.get('client') or r.get('variant')} breaker={r.get('breaker', '-')} "
-        f"round={r.get('round', '-')} error={r.get('error')} "
-        f"samples={r.get('bad_samples')}"
-        for r in records
-        if r.get("failed")
-    ]
+    failed = failed_runs(
+        records,
+        lambda r: (
+            f"{r.get('client') or r.get('variant')} "
+            f"breaker={r.get('breaker', '-')} round={r.get('round', '-')}"
+        ),
+    )
     md.append(notes_section(notes, failed))
     return "".join(md)
 

@@ -51,6 +51,7 @@ from _harness import (
     Server,
     asyncfetch_status,
     exit_on_sigterm,
+    failed_runs,
     git_commit,
     load_jsonl,
     nginx_status,
@@ -684,13 +685,13 @@ def render(
             )
         md.append("\n")
     md.append(HOW_TO_READ)
-    failed = [
-        f"{r.get('scenario')} {r['client']} ({r.get('loop')}) n={r.get('n')} "
-        f"round={r.get('round', '-')} ok={r.get('ok')} error={r.get('error')} "
-        f"samples={r.get('bad_samples')}"
-        for r in records
-        if r.get("failed")
-    ]
+    failed = failed_runs(
+        records,
+        lambda r: (
+            f"{r.get('scenario')} {r['client']} ({r.get('loop')}) "
+            f"n={r.get('n')} round={r.get('round', '-')} ok={r.get('ok')}"
+        ),
+    )
     md.append(notes_section(notes, failed))
     return "".join(md)
 
