@@ -4,8 +4,9 @@ The fast path (``_h1``) pools and uses connections; this module opens them:
 it resolves a host name (cached for ``DNS_TTL`` seconds, as aiohttp does),
 tries each address in turn, wraps https in the TLS context aiohttp's
 connector would use for ``verify``, and gives up at the connect timeout or
-at the attempt's deadline, whichever comes first: ``ConnectionTimeoutError``
-for the first, a plain ``asyncio.TimeoutError`` for the second, as aiohttp.
+at the attempt's deadline, whichever comes first: ``ConnectTimeout`` for the
+first, a plain ``asyncio.TimeoutError`` for the second. It does not import
+aiohttp; ``_h1`` turns ``ConnectTimeout`` into aiohttp's own error.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
-from aiohttp import client_exceptions as _cx
-
 from ._config import Timeout
 
-__all__ = ["DNS_TTL", "Dialer"]
+__all__ = ["DNS_TTL", "ConnectTimeout", "Dialer"]
 
 DNS_TTL: Final = 10.0  # seconds a name resolution is reused, as in aiohttp
+_UNCANCEL: Final = hasattr(asyncio.Task, "uncancel")  # Python 3.11+
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
+
+
+class ConnectTimeout(asyncio.TimeoutError):
+    """``timeout.connect`` passed before the connection was open."""
 
 
 def _ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
@@ -93,7 +97,7 @@ class Dialer(Generic[_P]):
         it or at ``timeout.connect``, whichever comes first.
 
         Raises:
-            aiohttp.ConnectionTimeoutError: ``timeout.connect`` passed.
+            ConnectTimeout: ``timeout.connect`` passed.
             asyncio.TimeoutError: the deadline passed first.
             OSError, ssl.SSLError: as ``loop.create_connection``;
                 ``_transport_errors`` translates them.
@@ -108,12 +112,12 @@ class Dialer(Generic[_P]):
             if give_up is None:
                 return await self._open(key)
             task = asyncio.current_task()
-            if task is None or not hasattr(task, "uncancel"):  # pragma: no cover
+            if task is None or not _UNCANCEL:  # pragma: no cover
                 return await asyncio.wait_for(self._open(key), give_up - loop.time())
             return await self._open_watched(key, task, give_up)
         except asyncio.TimeoutError as exc:
             if connect_bound:
-                raise _cx.ConnectionTimeoutError(
+                raise ConnectTimeout(
                     f"Connection timeout to host {key[1]}:{key[2]}"
                 ) from exc
             raise

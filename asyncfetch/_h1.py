@@ -5,9 +5,10 @@ building objects that a bulk fetcher does not need (``ClientRequest``,
 ``ClientResponse``, traces, the connector's bookkeeping). This module sends
 the request bytes itself, on connections it pools itself (``_dial`` opens
 them), and reads the response with aiohttp's own ``ResponseHandler``
-protocol and its C response parser. What comes out is the same: the same parser limits, decompression,
-``StreamReader`` body and exceptions (``ServerDisconnectedError``,
-``ClientPayloadError``, ``SocketTimeoutError``, ``HttpProcessingError``), so
+protocol and its C response parser. What comes out is the same: the same
+parser limits, decompression, ``StreamReader`` body and exceptions
+(``ServerDisconnectedError``, ``ClientPayloadError``, ``SocketTimeoutError``,
+``ConnectionTimeoutError``, ``HttpProcessingError``), so
 ``_transport_errors`` maps both paths alike.
 
 It handles the common case: our own session, no proxy, an http(s) URL
@@ -27,13 +28,14 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from aiohttp import client_exceptions as _cx
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import Options, Timeout
-from ._dial import Dialer
+from ._dial import ConnectTimeout, Dialer
 from ._input import host_key
 
 __all__ = ["FastPath", "fast_path_enabled"]
@@ -358,7 +360,10 @@ class FastPath:
         key = host_key(url)
         conn = self._get(key)
         if conn is None:
-            conn = await self._dialer.connect(key, timeout, deadline)
+            try:
+                conn = await self._dialer.connect(key, timeout, deadline)
+            except ConnectTimeout as exc:  # aiohttp's error, as ClientSession's
+                raise _cx.ConnectionTimeoutError(*exc.args) from exc.__cause__
         try:
             params = (method == "HEAD", timeout.read)
             if conn.params != params:

@@ -1,5 +1,6 @@
 """One attempt on aiohttp: with ``_h1`` (the fast path under it), the only
-module that talks to aiohttp, and the only one that catches its errors.
+module that talks to aiohttp, and the only one that catches its errors
+(``_dial``, which opens the fast path's connections, uses none of it).
 
 An attempt is one request and the redirects it leads to, under one
 [`Timeout`][asyncfetch.Timeout]. It never raises for a network problem: every
