@@ -39,6 +39,15 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def fast_path_of(f: Fetcher) -> _h1.FastPath:
+    """The open Fetcher's fast path."""
+    engine = f._engine
+    assert engine is not None
+    fast = engine.transport._fast
+    assert fast is not None
+    return fast
+
+
 async def one(url: str | Request, **options: Any) -> asyncfetch.Result:
     options.setdefault("retries", 0)
     [result] = await asyncfetch.fetch_all([url], **options)
@@ -258,9 +267,7 @@ async def test_host_names_are_resolved_and_cached(
     url = server.url("/ok").replace("127.0.0.1", "localhost")
     async with Fetcher(concurrency=4) as f:
         results = [r async for r in f.stream([url] * 8)]
-        fast = f._engine.transport._fast  # type: ignore[union-attr]
-        assert fast is not None
-        assert ("localhost", server.port) in fast._dialer._dns
+        assert ("localhost", server.port) in fast_path_of(f)._dialer._dns
     assert all(r.ok for r in results), [r.error for r in results]
     assert len(sends) == 8
 
@@ -321,11 +328,9 @@ async def test_each_connect_gives_up_at_its_own_time(
             ),
             10,
         )
-        assert f._engine is not None
-        fast = f._engine.transport._fast
-        assert fast is not None
-        assert not fast._dialer._opening
-        assert not fast._dialer._expired
+        dialer = fast_path_of(f)._dialer
+        assert not dialer._opening
+        assert not dialer._expired
     for result, limit in zip(results, limits, strict=True):
         assert isinstance(result.error, asyncfetch.FetchTimeout), result
         assert "timed out connecting" in str(result.error)
@@ -344,11 +349,9 @@ async def test_cancelling_a_fetch_while_it_connects_is_not_a_timeout(
         await eventually(lambda: len(sends) == 1)
         waiting.cancel()
         await asyncio.sleep(0.5)  # past the give-up time: nothing fires for it
-        assert f._engine is not None
-        fast = f._engine.transport._fast
-        assert fast is not None
-        assert not fast._dialer._opening
-        assert not fast._dialer._expired
+        dialer = fast_path_of(f)._dialer
+        assert not dialer._opening
+        assert not dialer._expired
         late = await f.fetch(url)  # the watchdog still serves later connects
     assert waiting.cancelled()
     assert isinstance(late.error, asyncfetch.FetchTimeout)
@@ -440,11 +443,7 @@ async def test_fast_path_connections_have_nodelay(
     url = tls_server.url("/ok") if tls else server.url("/ok")
     async with Fetcher(verify=client_ssl_context) as f:
         assert (await f.fetch(url)).ok
-        engine = f._engine
-        assert engine is not None
-        fast = engine.transport._fast
-        assert fast is not None
-        [conn] = [c for idle in fast._idle.values() for c in idle]
+        [conn] = [c for idle in fast_path_of(f)._idle.values() for c in idle]
         assert conn.transport is not None
         sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
