@@ -8,7 +8,8 @@ through ``follow``; its links, resolved, normalised and seen for the first
 time, join the next depth. robots.txt is fetched once per origin through
 the same engine (so under the same limits, timeout and retries) by a run
 whose results are not counted in ``Stats``; a Crawl-delay becomes the
-scheduler's least gap between starts to that host.
+scheduler's least gap between starts to that host. A redirect to an origin
+not read yet reads its robots.txt first, inside the redirected attempt.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def normalised(url: URL) -> str:
     return f"{url.scheme}://{userinfo}{url.host_port_subcomponent}{url.raw_path_qs}"
 
 
+def _robots_url(url: URL) -> URL:
+    return url.with_path("/robots.txt").with_query(None).with_fragment(None)
+
+
 def _key(url: URL) -> HostKey | None:
     if url.scheme not in HTTP_SCHEMES or not url.raw_host:
         return None
@@ -68,6 +73,7 @@ class _CrawlRun(StreamRun):
         self._crawl = crawl
         if crawl.robots:
             self.gate = crawl.refuse
+            self.hop_gate = crawl.refuse_hop
 
     def take(self, item: object) -> None:
         request, depth = cast("tuple[Request, int]", item)
@@ -114,6 +120,8 @@ class Crawl:
         self.gaps: list[HostKey] = []  # Crawl-delays set on the scheduler
         self.blocked: dict[HostKey, list[tuple[URL | Request, int]]] = {}
         self.fetching: dict[HostKey, asyncio.Task[None]] = {}
+        # robots.txt read by a redirected attempt, until it is known
+        self.reading: dict[HostKey, asyncio.Future[None]] = {}
         self._robots_run: _RobotsRun | None = None
         self._changed: asyncio.Future[None] | None = None
         self.failure: BaseException | None = None  # from a robots.txt fetch
@@ -212,8 +220,9 @@ class Crawl:
     # -- robots.txt ------------------------------------------------------
 
     def _fetch_robots(self, key: HostKey, url: URL) -> None:
-        robots_url = url.with_path("/robots.txt").with_query(None).with_fragment(None)
-        self.fetching[key] = self.engine.loop.create_task(self._robots(key, robots_url))
+        self.fetching[key] = self.engine.loop.create_task(
+            self._robots(key, _robots_url(url))
+        )
 
     async def _robots(self, key: HostKey, url: URL) -> None:
         run = self._robots_run
@@ -226,11 +235,18 @@ class Crawl:
             self.failure = exc
             self._wake()
             return
+        if key not in self.rules:  # else a redirect read it first
+            self._learn(key, rules)
+
+    def _learn(self, key: HostKey, rules: Rules) -> None:
+        """Keep ``key``'s rules; release the URLs that waited for them."""
         self.rules[key] = rules
         if rules.delay:
             self.engine.sched.set_gap(key, rules.delay)
             self.gaps.append(key)
-        del self.fetching[key]
+        fetching = self.fetching.pop(key, None)
+        if fetching is not None and fetching is not asyncio.current_task():
+            fetching.cancel()  # a redirect read the file first: not twice
         # Back to the front of their depths, in their order.
         for item, depth in reversed(self.blocked.pop(key, [])):
             self.levels[depth].appendleft(item)
@@ -244,6 +260,62 @@ class Crawl:
         if rules is None or rules.allowed(url):
             return None
         return Disallowed(f"{url}: {rules.why}", request=request)
+
+    async def refuse_hop(self, request: Request, url: URL) -> FetchError | None:
+        """The gate of a redirect's target: :meth:`refuse`, once the target's
+        robots.txt is read."""
+        key = _key(url)
+        while key is not None and key not in self.rules:
+            reading = self.reading.get(key)
+            if reading is None:
+                await self._read_robots_now(key, url)
+            else:  # another redirect is reading it: wait for that
+                await asyncio.shield(reading)
+        return self.refuse(request, url)
+
+    async def _read_robots_now(self, key: HostKey, url: URL) -> None:
+        """Read ``key``'s robots.txt within the attempt whose redirect needs it.
+
+        The attempt holds a slot while it waits; going through the engine
+        would need another, and with every slot held that way nothing would
+        move. So the file is fetched here, under that slot, with the
+        Fetcher's timeout, rate and pauses for its host, and its retries.
+        """
+        engine = self.engine
+        robots = _robots_url(url)
+        request = Request(robots)
+        done = self.reading[key] = engine.loop.create_future()
+        try:
+            await self._read_robots(key, robots, request)
+        finally:
+            del self.reading[key]
+            done.set_result(None)
+
+    async def _read_robots(self, key: HostKey, robots: URL, request: Request) -> None:
+        engine = self.engine
+        attempts = 0
+        while True:
+            attempts += 1
+            if attempts > 1:
+                engine.retries += 1
+            wait = engine.hop(robots)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            result = await engine.transport.attempt(
+                request,
+                robots,
+                engine.options.timeout,
+                attempts=attempts,
+                hop=engine.hop,
+                max_redirects=ROBOTS_REDIRECTS,
+            )
+            if key in self.rules:
+                return  # the crawl's own fetch ended meanwhile
+            delay = engine.retry_wait(request, key, attempts, result)
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+        self._learn(key, rules_from(result, self.agent))
 
     # -- results ---------------------------------------------------------
 

@@ -257,10 +257,10 @@ class Engine:
                     job.timeout,
                     attempts=job.attempts,
                     started=job.started,
-                    hop=self._hop,
+                    hop=self.hop,
                     save=job.save,
                     max_redirects=run.max_redirects,
-                    gate=run.gate,
+                    gate=run.hop_gate,
                 )
             except Exception as exc:  # a bug: the run raises it to its caller
                 failure = exc
@@ -304,7 +304,7 @@ class Engine:
                 return False
         return True
 
-    def _hop(self, url: URL) -> float:
+    def hop(self, url: URL) -> float:
         """Seconds a redirect hop to ``url`` waits for its host (rate, pause)."""
         return self.sched.reserve(host_key(url))
 
@@ -346,25 +346,35 @@ class Engine:
                 )
                 self.sched.hold(key, self.loop.time() + pause)
 
+    def retry_wait(
+        self, request: Request, key: HostKey, attempts: int, result: Result
+    ) -> float | None:
+        """Seconds before another attempt of ``request`` after ``result`` (its
+        ``attempts``-th), or ``None`` if the retry policy says no more."""
+        retry = self.retry
+        if not (
+            (result.error is not None or result.status in retry.statuses)
+            and attempts < retry.attempts
+            and is_retryable(result, retry, request.method)
+            and resendable(request)
+            and not self.stopping
+            and not self.breaker.is_open(key)  # it would only meet HostDown
+        ):
+            return None
+        return retry_delay(
+            retry, attempts - 1, result.headers, random.random, time.time()
+        )
+
     def _retry_later(self, job: Job, result: Result) -> bool:
         """Schedule another attempt if the policy allows; True if it does."""
-        retry = self.retry
+        if job.cancelled or job.run.closed:
+            return False
+        delay = self.retry_wait(job.request, job.key, job.attempts, result)
+        if delay is None:
+            return False
         error = result.error
         status = result.status
-        if not (
-            (error is not None or status in retry.statuses)
-            and job.attempts < retry.attempts
-            and is_retryable(result, retry, job.request.method)
-            and resendable(job.request)
-            and not job.cancelled
-            and not job.run.closed
-            and not self.stopping
-            and not self.breaker.is_open(job.key)  # it would only meet HostDown
-        ):
-            return False
-        delay = retry_delay(
-            retry, job.attempts - 1, result.headers, random.random, time.time()
-        )
+        retry = self.retry
         logger.info(
             "retrying %s %s in %.2fs after %s (attempt %d of %d)",
             job.request.method,

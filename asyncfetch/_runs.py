@@ -17,7 +17,7 @@ import abc
 import asyncio
 import functools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class Run(abc.ABC):
     # Called with each valid request and its URL before it is queued; an
     # error it returns completes the item at once (a crawl's Disallowed).
     gate: Callable[[Request, URL], FetchError | None] | None = None
+    # The same for a redirect's target, awaited before it is followed.
+    hop_gate: Callable[[Request, URL], Awaitable[FetchError | None]] | None = None
     # Input that never ends while the Fetcher is open (submissions): each
     # item is a new call, not the rest of this one.
     endless = False

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -207,7 +207,7 @@ class Transport:
         hop: Callable[[URL], float] | None = None,
         save: Callable[[URL], Path] | None = None,
         max_redirects: int | None = None,
-        gate: Callable[[Request, URL], FetchError | None] | None = None,
+        gate: Callable[[Request, URL], Awaitable[FetchError | None]] | None = None,
     ) -> Result:
         """Send ``request`` to ``url`` once, following redirects.
 
@@ -218,7 +218,9 @@ class Transport:
         status below 400 is streamed to (``content`` is then empty).
         ``max_redirects`` overrides the Fetcher's (a robots.txt: 5). ``gate``
         may refuse a redirect target (a crawl's robots.txt): its error ends
-        the attempt, with the redirect's status.
+        the attempt, with the redirect's status. It is awaited once the
+        redirect is read and its connection released (it may read the
+        target's robots.txt first); its time is not counted in the timeout.
         """
         session = self._session
         if session is None:
@@ -294,13 +296,16 @@ class Transport:
                             )
                         )
                     target = self._redirect_target(request, url, location)
-                    if gate is not None:
-                        refused = gate(request, target)
-                        if refused is not None:
-                            raise _Failed(refused)
                     await self._drain(resp)
                 finally:
                     resp.release()
+                gated = 0.0  # time the gate took (it may read a robots.txt)
+                if gate is not None:
+                    asked_at = time.monotonic()
+                    refused = await gate(request, target)
+                    if refused is not None:
+                        raise _Failed(refused)
+                    gated = time.monotonic() - asked_at
                 if (status == 303 and method != "HEAD") or (
                     status in (301, 302) and method == "POST"
                 ):
@@ -315,6 +320,8 @@ class Transport:
                         headers.popall(name, None)
                 if deadline is None and timeout.total is not None:
                     deadline = t0 + timeout.total
+                if deadline is not None:
+                    deadline += gated
                 wait = hop(target) if hop is not None else 0.0
                 if wait > 0:
                     await asyncio.sleep(wait)

@@ -356,3 +356,68 @@ async def test_a_redirect_into_a_disallowed_path_is_not_followed(
     assert went.status == 302  # the answer that pointed there
     assert str(went.url).endswith("/go")
     assert site.hits("/private/x") == 0
+
+
+async def test_a_redirect_to_another_origin_reads_its_robots_txt_first(
+    site: SiteServer, site2: SiteServer
+) -> None:
+    site.pages = {"/": page("/go", "/out"), "/go": "redirect:" + site2.url("/p/x")}
+    site.pages["/out"] = "redirect:" + site2.url("/ok")
+    site2.robots = (200, "User-agent: *\nDisallow: /p\n")
+    site2.pages = {"/p/x": page(), "/ok": page("/more"), "/more": page()}
+    # One slot: the redirected attempt holds it while the file is read.
+    results = by_path(
+        await asyncio.wait_for(
+            crawl([site.url("/")], same_host=False, options={"concurrency": 1}), 10
+        )
+    )
+    went = results["/go"]
+    assert isinstance(went.error, asyncfetch.Disallowed)
+    assert went.status == 302
+    assert str(went.url) == site.url("/go")
+    assert site2.hits("/p/x") == 0
+    assert results["/ok"].ok
+    assert results["/ok"].url == URL(site2.url("/ok"))
+    assert results["/more"].ok  # a link to that origin: the file is not read again
+    assert site2.paths() == ["/robots.txt", "/ok", "/more"]
+
+
+async def test_a_redirects_robots_txt_is_read_once_and_retried(
+    site: SiteServer, site2: SiteServer
+) -> None:
+    hops = [f"/r{i}" for i in range(4)]
+    site.pages = {"/": page(*hops)}
+    for hop in hops:
+        site.pages[hop] = "redirect:" + site2.url("/x")
+    site2.robots = (503, "")
+    site2.pages = {"/x": page()}
+    retry = asyncfetch.Retry(attempts=2, backoff=0.01)
+    async with Fetcher(concurrency=4, retries=retry) as f:
+        results = by_path([r async for r in f.crawl([site.url("/")])])
+        stats = f.stats
+    for hop in hops:
+        error = results[hop].error
+        assert isinstance(error, asyncfetch.Disallowed)
+        assert "robots.txt answered 503" in str(error)
+    assert site2.hits("/robots.txt") == 2  # four redirects, one reading, one retry
+    assert site2.hits("/x") == 0
+    assert stats.retries == 1
+    assert stats.completed == 5
+
+
+async def test_a_link_and_a_redirect_to_a_new_origin_read_its_robots_txt_once(
+    site: SiteServer, site2: SiteServer
+) -> None:
+    # The link's robots.txt fetch waits for the one slot, which the redirect
+    # holds while it reads the file itself: the waiting fetch is dropped.
+    site.pages = {
+        "/": page("/go", site2.url("/a")),
+        "/go": "redirect:" + site2.url("/b"),
+    }
+    site2.robots = (200, "User-agent: *\nDisallow: /private\n")
+    site2.pages = {"/a": page(), "/b": page()}
+    results = await asyncio.wait_for(
+        crawl([site.url("/")], same_host=False, options={"concurrency": 1}), 10
+    )
+    assert all(r.ok for r in results)
+    assert site2.paths() == ["/robots.txt", "/b", "/a"]
