@@ -178,6 +178,24 @@ async def test_input_is_read_lazily_within_the_bound(server: AppServer) -> None:
     assert seen[0] <= 300 + 110
 
 
+async def test_the_first_fill_reads_what_the_first_workers_take(
+    server: AppServer,
+) -> None:
+    """At a large concurrency the first fill stops at the workers' share and
+    a batch (300 + 64), not the whole window (2 * 300 + 100); the rest is
+    read once the caller takes a result."""
+    seen = [0]
+    endless = counting((server.url("/ok") for _ in iter(int, 1)), seen)
+    async with Fetcher(concurrency=300) as f:
+        stream = f.stream(endless)
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)  # the stream starts in that turn
+        assert seen[0] == 300 + 64
+        await first
+        assert seen[0] == 1 + 2 * 300 + 100
+        await stream.aclose()
+
+
 async def test_slow_consumer_stops_the_reading(server: AppServer) -> None:
     seen = [0]
     endless = counting((server.url("/ok") for _ in iter(int, 1)), seen)
