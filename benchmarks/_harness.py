@@ -446,15 +446,22 @@ class DelayServer(Server):
     name = "delay server"
 
     def __init__(
-        self, pin: bool, delay_ms: float = 100.0, startup_timeout: float = 30.0
+        self,
+        pin: bool,
+        delay_ms: float = 100.0,
+        startup_timeout: float = 30.0,
+        stamps: Path | None = None,
     ) -> None:
         super().__init__(pin, startup_timeout)
         self.delay_ms = delay_ms
+        self.stamps = stamps  # written when the server stops
 
     def command(self) -> list[str]:
         """The delay server's command line."""
         cmd = [PYTHON, str(BENCH_DIR / "delay_server.py"), "--exit-on-stdin-eof"]
         cmd += ["--delay-ms", str(self.delay_ms)]
+        if self.stamps is not None:
+            cmd += ["--stamps", str(self.stamps)]
         return pinned(cmd, SERVER_CORE, self.pin)
 
     @property

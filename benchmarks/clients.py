@@ -513,6 +513,7 @@ def _record(
     cpu: float,
     rss_start: float,
     error: str | None,
+    window_start: float,
 ) -> dict[str, Any]:
     """The JSON record of one run."""
     return {
@@ -535,6 +536,7 @@ def _record(
         "bad_samples": tally.samples,
         "error": error,
         "asyncfetch_version": getattr(mod, "__version__", None) if mod else None,
+        "window_start": window_start,  # time.monotonic(), for anatomy.py
     }
 
 
@@ -553,7 +555,7 @@ async def timed(
     runner = RUNNERS[client]
     rss_start = current_rss_mib()
     error: str | None = None
-    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    cpu0, wall0, start = cpu_seconds(), time.perf_counter(), time.monotonic()
     try:
         await asyncio.wait_for(runner(job), args.timeout)
     except asyncio.TimeoutError:
@@ -562,7 +564,7 @@ async def timed(
         error = f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - wall0
     cpu = cpu_seconds() - cpu0
-    return _record(client, args, mod, tally, wall, cpu, rss_start, error)
+    return _record(client, args, mod, tally, wall, cpu, rss_start, error, start)
 
 
 def timed_sync(client: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -578,14 +580,14 @@ def timed_sync(client: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     rss_start = current_rss_mib()
     error: str | None = None
-    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    cpu0, wall0, start = cpu_seconds(), time.perf_counter(), time.monotonic()
     try:
         run_pycurl(job, time.monotonic() + args.timeout)
     except Exception as exc:  # a crash is a failed run, reported as data
         error = f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - wall0
     cpu = cpu_seconds() - cpu0
-    return _record(client, args, None, tally, wall, cpu, rss_start, error)
+    return _record(client, args, None, tally, wall, cpu, rss_start, error, start)
 
 
 def import_client_deps(client: str) -> ModuleType | None:

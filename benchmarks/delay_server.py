@@ -12,6 +12,12 @@ Usage::
 
     python benchmarks/delay_server.py [--host 127.0.0.1] [--port 0]
         [--delay-ms 100] [--exit-on-stdin-eof] [--max-seconds 14400]
+        [--stamps FILE]
+
+With ``--stamps``, every ``/delay`` request's arrival and its response's
+write are recorded (``time.monotonic()``) and written to FILE on exit, one
+JSON line per connection: ``{"requests": [...], "responses": [...]}``
+(``benchmarks/anatomy.py`` reads them).
 
 Prints ``READY <port> <loop>`` on stdout once listening. Stops on
 SIGTERM/SIGINT, after ``--max-seconds`` (a safety bound) and -- with
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from collections import deque
 from typing import Any, cast
 
@@ -50,12 +58,19 @@ class DelayProtocol(asyncio.Protocol):
     timer fills the response, and filled slots at the head are written.
     """
 
-    def __init__(self, delay_s: float) -> None:
+    def __init__(
+        self, delay_s: float, stamps: list[dict[str, list[float]]] | None = None
+    ) -> None:
         self.delay_s = delay_s
         self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.pending: deque[list[Any]] = deque()
         self.closing = False
+        # With --stamps: this connection's request arrivals and response writes.
+        self.stamp: dict[str, list[float]] | None = None
+        if stamps is not None:
+            self.stamp = {"requests": [], "responses": []}
+            stamps.append(self.stamp)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
@@ -88,6 +103,8 @@ class DelayProtocol(asyncio.Protocol):
         else:
             self._queue(NOT_FOUND, close=True)
             return
+        if self.stamp is not None:
+            self.stamp["requests"].append(time.monotonic())
         slot = self._queue(None, close=close)
         response = OK_CLOSE_RESPONSE if close else OK_RESPONSE
         asyncio.get_running_loop().call_later(delay, self._fill, slot, response)
@@ -114,6 +131,8 @@ class DelayProtocol(asyncio.Protocol):
         while self.pending and self.pending[0][0] is not None:
             response, close = self.pending.popleft()
             transport.write(response)
+            if self.stamp is not None and response in (OK_RESPONSE, OK_CLOSE_RESPONSE):
+                self.stamp["responses"].append(time.monotonic())
             if close:
                 transport.close()
                 return
@@ -125,12 +144,18 @@ class DelayProtocol(asyncio.Protocol):
 
 
 async def serve(
-    host: str, port: int, delay_ms: float, max_seconds: float, stdin_eof: bool
+    host: str,
+    port: int,
+    delay_ms: float,
+    max_seconds: float,
+    stdin_eof: bool,
+    stamps_path: str | None = None,
 ) -> None:
     """Serve until a signal, stdin EOF or ``max_seconds`` elapse."""
     loop = asyncio.get_running_loop()
+    stamps: list[dict[str, list[float]]] | None = [] if stamps_path else None
     server = await loop.create_server(
-        lambda: DelayProtocol(delay_ms / 1000),
+        lambda: DelayProtocol(delay_ms / 1000, stamps),
         host,
         port,
         backlog=4096,
@@ -143,6 +168,10 @@ async def serve(
         await until_stopped(max_seconds, stdin_eof)
     finally:
         server.close()
+        if stamps_path and stamps is not None:
+            with open(stamps_path, "w") as fh:
+                for stamp in stamps:
+                    fh.write(json.dumps(stamp) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay-ms", type=float, default=100.0)
     p.add_argument("--max-seconds", type=float, default=4 * 3600.0)
     p.add_argument("--exit-on-stdin-eof", action="store_true")
+    p.add_argument("--stamps", default=None, help="write request/response times")
     args = p.parse_args(argv)
     run_fast(
         serve(
@@ -161,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             args.delay_ms,
             args.max_seconds,
             args.exit_on_stdin_eof,
+            args.stamps,
         )
     )
     return 0
