@@ -182,7 +182,10 @@ def test_clean_exit_under_dev_mode(server: AppServer) -> None:
 
 
 CTRL_C = """
-import asyncfetch, sys, threading
+import asyncfetch, signal, sys, threading
+# Ctrl-C as at a terminal: started from a shell's background job (no job
+# control), this process would inherit SIGINT ignored and never see it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 print("started", flush=True)
 try:
     if sys.argv[2] == "run":
