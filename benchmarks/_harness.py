@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -51,6 +51,15 @@ def pinning_status() -> tuple[bool, str]:
     if probe.returncode != 0:
         return False, "taskset failed: processes NOT pinned"
     return True, f"server on core {SERVER_CORE}, clients on core {CLIENT_CORE}"
+
+
+_T = TypeVar("_T")
+
+
+def rotated(entries: Sequence[_T], rnd: int) -> list[_T]:
+    """``entries`` rotated left by ``rnd``: each round starts elsewhere."""
+    k = rnd % len(entries) if entries else 0
+    return [*entries[k:], *entries[:k]]
 
 
 def exit_on_sigterm() -> None:

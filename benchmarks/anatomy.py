@@ -47,7 +47,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from _harness import DelayServer, exit_on_sigterm, pinning_status, run_client
+from _harness import (
+    DelayServer,
+    exit_on_sigterm,
+    pinning_status,
+    rotated,
+    run_client,
+)
 
 DEFAULT_CLIENTS = ("asyncfetch-stream", "asyncio-protocol", "aiohttp-hand")
 COLUMNS = (
@@ -165,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the rounds, print the table; exit 1 if a run failed."""
     exit_on_sigterm()
     args = parse_args(argv)
-    pin, pin_note = pinning_status()
-    pin = pin and not args.no_pin
+    pin, pin_note = (False, "disabled by --no-pin") if args.no_pin else pinning_status()
     entries = [
         (client, loop)
         for client in args.clients.split(",")
@@ -174,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {e: [] for e in entries}
     for rnd in range(args.reps):
-        shift = rnd % len(entries)
-        for client, loop in entries[shift:] + entries[:shift]:
+        for client, loop in rotated(entries, rnd):
             print(f"[{rnd + 1}/{args.reps}] {client} ({loop}) ...", file=sys.stderr)
             result = one_run(client, loop, args, pin)
             if result.get("failed"):

@@ -59,6 +59,7 @@ from _harness import (
     package_version,
     pinning_status,
     publish,
+    rotated,
     run_client,
     run_wrk,
     wrk_status,
@@ -468,12 +469,6 @@ def loadavg() -> str:
         return "/".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "?"
-
-
-def rotated(entries: Sequence[Entry], rnd: int) -> list[Entry]:
-    """``entries`` rotated left by ``rnd``: each round starts elsewhere."""
-    k = rnd % len(entries) if entries else 0
-    return [*entries[k:], *entries[:k]]
 
 
 def run_scenario(
