@@ -65,9 +65,6 @@ class Run(abc.ABC):
         self.delivered = 0  # results handed to the caller
         self.bound = engine.options.read_ahead
         self.batch = max(1, min(64, self.bound // 8))
-        self.first = min(
-            self.bound, max(engine.options.concurrency + self.batch, FIRST_FILL)
-        )
         self.exhausted = urls is None
         self.error: BaseException | None = None  # raise once the rest is delivered
         self.fatal: BaseException | None = None  # raise now
@@ -99,13 +96,16 @@ class Run(abc.ABC):
 
     def fill(self) -> None:
         """Read a plain iterable until the read-ahead window is full (the
-        first time, until ``first`` items are read)."""
+        first time, only what the first workers take: see ``FIRST_FILL``)."""
         it = self._it
         if it is None or self._filling:
             return  # re-entered through an InvalidURL result: the loop goes on
         self._filling = True
         try:
-            bound = self.bound if self.read else self.first
+            bound = self.bound
+            if not self.read:
+                concurrency = self.engine.options.concurrency
+                bound = min(bound, max(concurrency + self.batch, FIRST_FILL))
             while not self.exhausted and self.read - self.delivered < bound:
                 try:
                     item = next(it)
