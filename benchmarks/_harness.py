@@ -594,13 +594,17 @@ def run_client(
     *,
     path: str | None = None,
     per_host: int | None = None,
+    asyncfetch_from: Path | None = None,
 ) -> dict[str, Any]:
     """Run one client subprocess (bounded by ``timeout``); return its record.
 
     ``url_base`` may be a comma-separated list of bases (round-robin);
-    ``path`` defaults to ``/bytes/{size}``. The record is the client's JSON
-    line plus ``returncode`` and ``failed``; a run that crashed, timed out or
-    had ``ok != n`` is marked failed.
+    ``path`` defaults to ``/bytes/{size}``. ``asyncfetch_from`` is a
+    directory holding another ``asyncfetch/`` package (a past revision, a
+    prototype) that the client imports instead of the installed one. The
+    record is the client's JSON line plus ``returncode`` and ``failed``; a
+    run that crashed, timed out or had ``ok != n`` is marked failed, and so
+    is one that imported asyncfetch from elsewhere than ``asyncfetch_from``.
     """
     args = [
         PYTHON,
@@ -624,16 +628,32 @@ def run_client(
     if per_host is not None:
         args += ["--per-host", str(per_host)]
     cmd = pinned(args, CLIENT_CORE, pin)
+    env = None
+    if asyncfetch_from is not None:
+        # PYTHONPATH comes before site-packages and the editable install's
+        # finder, so ``import asyncfetch`` finds this tree's package.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(asyncfetch_from), env.get("PYTHONPATH")) if p
+        )
     record: dict[str, Any] = {"client": client, "n": n, "ok": 0, "loop": loop}
     try:
         # subprocess.run kills the child on timeout and on KeyboardInterrupt.
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout + 60, env=env
+        )
     except subprocess.TimeoutExpired:
         record.update(returncode=None, failed=True, error="subprocess timed out")
         return record
     record = json_record(proc.stdout, proc.stderr, record)
     record["returncode"] = proc.returncode
     record["failed"] = proc.returncode != 0 or record.get("ok") != n
+    imported = record.get("asyncfetch_path")
+    if asyncfetch_from is not None and imported is not None:
+        wanted = asyncfetch_from.resolve() / "asyncfetch"
+        if Path(imported).resolve() != wanted:
+            record["failed"] = True
+            record["error"] = f"imported asyncfetch from {imported}, not {wanted}"
     return record
 
 

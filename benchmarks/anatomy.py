@@ -28,7 +28,15 @@ Usage::
 
     python benchmarks/anatomy.py [--reps 5] [--n 5000] [--concurrency 500]
         [--clients asyncfetch-stream,asyncio-protocol,aiohttp-hand]
-        [--loops uvloop,asyncio] [--no-pin]
+        [--loops uvloop,asyncio] [--against REV ...] [--tree LABEL=PATH ...]
+        [--no-pin]
+
+``--against REV`` also runs every asyncfetch client with the package as it
+was at git revision REV (exported with ``git archive``), ``--tree
+LABEL=PATH`` with the ``asyncfetch/`` package under PATH (a prototype);
+their rows are labelled ``client@REV`` and ``client@LABEL``. They run in
+the same interleaved rounds as the installed package, which is how a change
+worth a few milliseconds is told from the machine's drift.
 
 Each run gets a fresh delay server (pinned to core 0; clients on core 1);
 clients run in interleaved rounds. Prints a markdown table of medians (and
@@ -38,9 +46,13 @@ min-max of ``of ideal``); writes no files. Every run is bounded in time.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Sequence
 from itertools import pairwise
@@ -48,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    REPO_ROOT,
     DelayServer,
     exit_on_sigterm,
     pinning_status,
@@ -106,9 +119,14 @@ def analyse(
 
 
 def one_run(
-    client: str, loop: str, args: argparse.Namespace, pin: bool
+    client: str,
+    loop: str,
+    args: argparse.Namespace,
+    pin: bool,
+    asyncfetch_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``client`` once against a fresh stamping delay server."""
+    """Run ``client`` once against a fresh stamping delay server (with the
+    asyncfetch package under ``asyncfetch_from``, if given)."""
     with tempfile.TemporaryDirectory(prefix="anatomy-") as tmp:
         stamps = Path(tmp) / "stamps.jsonl"
         server = DelayServer(pin, delay_ms=args.delay_ms, stamps=stamps)
@@ -123,6 +141,7 @@ def one_run(
                 args.timeout,
                 loop,
                 path="/delay",
+                asyncfetch_from=asyncfetch_from,
             )
         if record.get("failed"):
             return {"failed": True, "error": record.get("error")}
@@ -131,6 +150,51 @@ def one_run(
         conns = [json.loads(line) for line in stamps.read_text().splitlines()]
     ideal = args.n * args.delay_ms / 1000 / args.concurrency
     return analyse(conns, record, args.delay_ms / 1000, ideal)
+
+
+def export_revision(rev: str, dest: Path) -> None:
+    """Write the ``asyncfetch/`` package as of git revision ``rev`` under ``dest``.
+
+    Raises:
+        SystemExit: git cannot export it (not a repository, unknown revision).
+    """
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", rev, "asyncfetch"],
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SystemExit(f"--against {rev}: cannot run git: {exc}") from exc
+    if archive.returncode != 0:
+        message = archive.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"--against {rev}: {message}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def variants(
+    args: argparse.Namespace, stack: contextlib.ExitStack
+) -> list[tuple[str, Path]]:
+    """(label, directory holding ``asyncfetch/``) for each --against and --tree.
+
+    Raises:
+        SystemExit: a --tree is not LABEL=PATH or has no asyncfetch package.
+    """
+    found: list[tuple[str, Path]] = []
+    for rev in args.against:
+        dest = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="anatomy-")))
+        export_revision(rev, dest)
+        found.append((rev, dest))
+    for spec in args.tree:
+        label, sep, where = spec.partition("=")
+        if not sep or not label or not where:
+            raise SystemExit(f"--tree wants LABEL=PATH, not {spec!r}")
+        root = Path(where).resolve()
+        if not (root / "asyncfetch" / "__init__.py").is_file():
+            raise SystemExit(f"--tree {spec}: no asyncfetch package under {root}")
+        found.append((label, root))
+    return found
 
 
 def table(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
@@ -163,6 +227,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", default=",".join(DEFAULT_CLIENTS))
     p.add_argument("--loops", default="uvloop,asyncio")
     p.add_argument("--timeout", type=float, default=120.0, help="per-run bound")
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also run the asyncfetch clients as of this git revision",
+    )
+    p.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also run them with the asyncfetch package under PATH",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     return p.parse_args(argv)
 
@@ -172,19 +250,28 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     args = parse_args(argv)
     pin, pin_note = (False, "disabled by --no-pin") if args.no_pin else pinning_status()
-    entries = [
-        (client, loop)
-        for client in args.clients.split(",")
-        for loop in args.loops.split(",")
-    ]
-    rows: dict[tuple[str, str], list[dict[str, Any]]] = {e: [] for e in entries}
-    for rnd in range(args.reps):
-        for client, loop in rotated(entries, rnd):
-            print(f"[{rnd + 1}/{args.reps}] {client} ({loop}) ...", file=sys.stderr)
-            result = one_run(client, loop, args, pin)
-            if result.get("failed"):
-                print(f"  FAILED: {result.get('error')}", file=sys.stderr)
-            rows[(client, loop)].append(result)
+    with contextlib.ExitStack() as stack:
+        others = variants(args, stack)
+        # (row label, client, loop, asyncfetch tree or None for the installed)
+        entries: list[tuple[str, str, str, Path | None]] = []
+        for client in args.clients.split(","):
+            for loop in args.loops.split(","):
+                entries.append((client, client, loop, None))
+                if client.startswith("asyncfetch"):
+                    entries.extend(
+                        (f"{client}@{label}", client, loop, tree)
+                        for label, tree in others
+                    )
+        rows: dict[tuple[str, str], list[dict[str, Any]]] = {
+            (label, loop): [] for label, _, loop, _ in entries
+        }
+        for rnd in range(args.reps):
+            for label, client, loop, tree in rotated(entries, rnd):
+                print(f"[{rnd + 1}/{args.reps}] {label} ({loop}) ...", file=sys.stderr)
+                result = one_run(client, loop, args, pin, tree)
+                if result.get("failed"):
+                    print(f"  FAILED: {result.get('error')}", file=sys.stderr)
+                rows[(label, loop)].append(result)
     print(
         f"latency anatomy: {args.n} x /delay ({args.delay_ms:g} ms), "
         f"C={args.concurrency}, {args.reps} interleaved round(s); {pin_note}\n"

@@ -536,6 +536,10 @@ def _record(
         "bad_samples": tally.samples,
         "error": error,
         "asyncfetch_version": getattr(mod, "__version__", None) if mod else None,
+        # Which package ran (a benchmark may point at another tree).
+        "asyncfetch_path": str(Path(mod.__file__).parent)
+        if mod and mod.__file__
+        else None,
         "window_start": window_start,  # time.monotonic(), for anatomy.py
     }
 
