@@ -1,10 +1,14 @@
 """The engine of a Fetcher: admission, workers, counters.
 
 Jobs wait in the ``Scheduler`` until a slot and
-their host allow them to start. A worker task runs one job at a time and,
-when it ends, takes the next admissible job itself, so in a steady state no
-task is created per request; workers are created only when a slot is free
-and nobody is there to take it, and never more than ``concurrency``.
+their host allow them to start. On the fast path the common request needs
+no task at all: the lane (``_lane.py``) writes it on a kept-alive connection
+and completes it when the connection has the response, then sends that
+connection's next job. Everything else runs in a worker task, which runs
+one job at a time and, when it ends, takes the next admissible job itself
+(or leaves it to the lane), so no task is created per request; workers are
+created only when a slot is free and nobody is there to take it, and never
+more than ``concurrency``.
 
 Each job belongs to a *run* (one ``stream``, one ``fetch_all``, or the
 Fetcher's submissions, see ``_runs.py``), which decides where its result
@@ -17,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _breaker
@@ -25,6 +29,7 @@ from ._breaker import Breaker, Gate
 from ._config import Options, Timeout
 from ._errors import FetchError, FetchTimeout, HostDown
 from ._input import HostKey, host_key
+from ._lane import Lane
 from ._models import Request, Result, Stats
 from ._retry import PAUSE_STATUSES, is_retryable, pause_for, resendable, retry_delay
 from ._scheduler import Scheduler
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 
     from yarl import URL
 
+    from ._h1 import Conn
     from ._progress import ProgressBar
     from ._runs import Run
 
@@ -57,6 +63,7 @@ class Job:
     __slots__ = (
         "attempts",
         "cancelled",
+        "conn",
         "index",
         "key",
         "probe",
@@ -85,7 +92,8 @@ class Job:
         self.run = run
         self.index = index
         self.timeout = timeout
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the worker running it
+        self.conn: Conn | None = None  # the lane connection carrying it
         self.cancelled = False
         self.attempts = 0  # attempts started so far
         self.started = 0.0  # when the first one started (time.monotonic)
@@ -117,6 +125,7 @@ class Engine:
         self._down: list[Job] = []  # popped while their host's breaker was open
         self._failing_down = False
         self.transport = Transport(options)
+        self.lane = Lane(self)
         self.workers: dict[asyncio.Task[None], Job | None] = {}
         self.runs: set[Run] = set()
         self.started = time.monotonic()
@@ -210,10 +219,8 @@ class Engine:
             if job is None:
                 break
             starts -= 1
-            task = loop.create_task(self._work(job))
-            job.task = task
-            self.workers[task] = job
-            task.add_done_callback(self._worker_done)
+            if not self.lane.start(job):
+                self.spawn(job)
         if self._down:
             self.fail_down()
         wake = sched.next_wakeup()
@@ -231,25 +238,69 @@ class Engine:
         self._next_turn = None
         self.dispatch()
 
-    def _release(self, job: Job) -> None:
+    def release(self, job: Job) -> None:
+        """Free the slot ``job`` held."""
         self.sched.release(job.key)
         job.run.active.discard(job)
 
+    def spawn(self, job: Job, work: Coroutine[Any, Any, None] | None = None) -> None:
+        """Start a worker task for ``job`` (running ``work``, by default the
+        worker loop)."""
+        task = self.loop.create_task(self._work(job) if work is None else work)
+        job.task = task
+        self.workers[task] = job
+        task.add_done_callback(self._worker_done)
+
+    def unspawn(self, job: Job) -> None:
+        """``job``'s task leaves it (to the lane) and ends."""
+        task = job.task
+        job.task = None
+        if task is not None:
+            self.workers.pop(task, None)
+
+    def resume(self, job: Job, conn: Conn) -> None:
+        """A worker goes on with ``job``'s attempt from the response (or the
+        failure) on ``conn``, where the lane sent it."""
+        task = self.loop.create_task(self._work(job, conn))
+        job.task = task
+        self.workers[task] = job
+        task.add_done_callback(self._worker_done)
+
+    def settle(self, job: Job, result: Result) -> None:
+        """Retry ``job`` later if the policy says so, else complete it."""
+        run = job.run
+        try:
+            if not self._retry_later(job, result):
+                self.complete(run, job.index, result)
+            if self._down:
+                self.fail_down()
+        except Exception as exc:  # from the caller's progress callable
+            run.fail(job.index, exc)
+
+    def idle(self, result: Result) -> None:
+        """A slot was freed and nobody took it over: fill it, or, with no
+        work left, let the surplus of idle connections go."""
+        self.dispatch()
+        if self._drained():
+            self.transport.shed(result.url)
+
     # -- workers ---------------------------------------------------------
 
-    async def _work(self, job: Job) -> None:
+    async def _work(self, job: Job, via: Conn | None = None) -> None:
+        """Run ``job`` and the jobs that follow it on this slot; ``via`` is a
+        lane connection on which the first attempt was already sent."""
         me = cast("asyncio.Task[None]", asyncio.current_task())
         workers = self.workers
         attempt = self.transport.attempt
-        sched = self.sched
         while True:
             run = job.run
             failure: Exception | None = None
-            if job.attempts:
-                self.retries += 1
-            else:
-                job.started = time.monotonic()
-            job.attempts += 1
+            if via is None:
+                if job.attempts:
+                    self.retries += 1
+                else:
+                    job.started = time.monotonic()
+                job.attempts += 1
             try:
                 result = await attempt(
                     job.request,
@@ -261,15 +312,14 @@ class Engine:
                     save=job.save,
                     max_redirects=run.max_redirects,
                     gate=run.hop_gate,
+                    via=via,
                 )
             except Exception as exc:  # a bug: the run raises it to its caller
                 failure = exc
-            sched.release(job.key)
-            run.active.discard(job)
+            via = None
+            self.release(job)
             if failure is None:
-                self._judge_host(
-                    job, result
-                )  # breaker and pause, before the next start
+                self.judge(job, result)  # breaker and pause, before the next start
             # Take the next job before delivering: delivering may read more
             # input and dispatch, which must find this worker's slot taken
             # (otherwise every request would start a new task).
@@ -277,20 +327,18 @@ class Engine:
             if next_job is not None:
                 next_job.task = me
             workers[me] = next_job
-            try:
-                if failure is not None:
-                    run.fail(job.index, failure)
-                elif not self._retry_later(job, result):
-                    self.complete(run, job.index, result)
-                if self._down:
-                    self.fail_down()
-            except Exception as exc:  # from the caller's progress callable
-                run.fail(job.index, exc)
+            if failure is not None:
+                run.fail(job.index, failure)
+            else:
+                self.settle(job, result)
+            if next_job is not None and self.lane.start(next_job):
+                next_job = None  # the lane runs it: this worker is not needed
             if next_job is None:
                 workers.pop(me, None)
-                self.dispatch()
-                if failure is None and self._drained():
-                    self.transport.shed(result.url)
+                if failure is None:
+                    self.idle(result)
+                else:
+                    self.dispatch()
                 return
             job = next_job
 
@@ -308,7 +356,7 @@ class Engine:
         """Seconds a redirect hop to ``url`` waits for its host (rate, pause)."""
         return self.sched.reserve(host_key(url))
 
-    def _judge_host(self, job: Job, result: Result) -> None:
+    def judge(self, job: Job, result: Result) -> None:
         """What the attempt says about its host: the breaker and a pause."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -420,7 +468,7 @@ class Engine:
         if job is None:
             return  # ended normally, its last job released
         # Cancelled (perhaps before it ever ran) or killed by a bug: free the slot.
-        self._release(job)
+        self.release(job)
         if job.probe:
             self.breaker.abandon(job.key)  # cancelled: let another probe go
         if not task.cancelled():

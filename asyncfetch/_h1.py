@@ -25,7 +25,7 @@ import asyncio
 import json as json_module
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import client_exceptions as _cx
@@ -38,7 +38,7 @@ from ._config import Options, Timeout
 from ._dial import ConnectTimeout, Dialer
 from ._input import host_key
 
-__all__ = ["FastPath", "fast_path_enabled"]
+__all__ = ["Conn", "FastPath", "fast_path_enabled"]
 
 ENV_SWITCH: Final = "ASYNCFETCH_NO_FAST_PATH"
 KEEPALIVE: Final = 15.0  # idle connections close after 1-2 of these (aiohttp: 15 s)
@@ -85,7 +85,7 @@ def _serialise(headers: Mapping[str, str]) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
 
 
-class _Conn(ResponseHandler, asyncio.BufferedProtocol):
+class Conn(ResponseHandler, asyncio.BufferedProtocol):
     """aiohttp's protocol, plus the deadline of the attempt it serves.
 
     One lazy timer per connection checks the deadline: a request moves the
@@ -109,6 +109,38 @@ class _Conn(ResponseHandler, asyncio.BufferedProtocol):
         self.params: tuple[bool, float | None] | None = None  # of the parser
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0
+        # Told once when the response to the request in flight has arrived
+        # or the connection failed, instead of a task awaiting read().
+        self.lane: Callable[[Conn], None] | None = None
+        self.lane_job: Any = None  # what the lane sent this request for
+
+    def data_received(self, data: bytes) -> None:
+        """Parse ``data``; tell the lane if a response or an error is in."""
+        super().data_received(data)
+        if self.lane is not None and (self._buffer or self._exception is not None):
+            self._tell_lane()
+
+    def set_exception(self, *args: Any) -> None:
+        """Fail the reader of this connection (and tell the lane)."""
+        super().set_exception(*args)
+        if self.lane is not None:
+            self._tell_lane()
+
+    def _tell_lane(self) -> None:
+        lane, self.lane = self.lane, None
+        if lane is not None:
+            lane(self)
+
+    def head(self) -> tuple[Any, StreamReader] | None:
+        """The response that has arrived and is not taken yet, if the
+        connection has not failed: (aiohttp's message, its body)."""
+        if self._exception is not None or not self._buffer:
+            return None
+        return self._buffer[0][0]
+
+    def take_head(self) -> None:
+        """Take the response :meth:`head` returned (the lane read it)."""
+        self._buffer.popleft()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport.
@@ -182,7 +214,7 @@ class Response:
         self,
         pool: FastPath,
         key: tuple[str, str, int],
-        conn: _Conn,
+        conn: Conn,
         status: int,
         reason: str,
         headers: CIMultiDictProxy[str],
@@ -190,7 +222,7 @@ class Response:
     ) -> None:
         self._pool = pool
         self._key = key
-        self._conn: _Conn | None = conn
+        self._conn: Conn | None = conn
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -222,7 +254,7 @@ class Response:
             return
         if not conn.should_close and self.content.is_eof():
             conn.deadline = None
-            self._pool._put(self._key, conn)
+            self._pool.put(self._key, conn)
         else:
             conn.drop()
 
@@ -239,8 +271,8 @@ class FastPath:
     def __init__(self, options: Options, session_headers: Mapping[str, str]) -> None:
         loop = self._loop = asyncio.get_running_loop()
         buffer = memoryview(bytearray(READ_SIZE))  # every connection reads here
-        self._dialer = Dialer(loop, options.verify, lambda: _Conn(loop, buffer))
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._dialer = Dialer(loop, options.verify, lambda: Conn(loop, buffer))
+        self._idle: dict[tuple[str, str, int], list[Conn]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         auto: CIMultiDict[str] = CIMultiDict(
@@ -348,40 +380,69 @@ class FastPath:
             aiohttp.http_exceptions.HttpProcessingError: as ClientSession would;
             ``_transport_errors`` translates them.
         """
-        loop = self._loop
-        if deadline is None:
-            if timeout.total is not None:
-                deadline = loop.time() + timeout.total
-        else:  # a redirect: what is left of the attempt's time.monotonic() budget
+        if deadline is not None:  # a redirect: what is left of the attempt's budget
             left = deadline - time.monotonic()
             if left <= 0:
                 raise asyncio.TimeoutError
-            deadline = loop.time() + left
+            deadline = self._loop.time() + left
+        elif timeout.total is not None:
+            deadline = self._loop.time() + timeout.total
         key = host_key(url)
-        conn = self._get(key)
+        conn = self.take(key)
         if conn is None:
-            try:
-                conn = await self._dialer.connect(key, timeout, deadline)
-            except ConnectTimeout as exc:  # aiohttp's error, as ClientSession's
-                raise _cx.ConnectionTimeoutError(*exc.args) from exc.__cause__
+            conn = await self.open(key, timeout, deadline)
         try:
-            params = (method == "HEAD", timeout.read)
-            if conn.params != params:
-                # A new parser; on a kept-alive connection the last one,
-                # which ends each response ready for the next, is reused.
-                conn.set_response_params(
-                    skip_payload=params[0],
-                    read_until_eof=True,
-                    read_timeout=params[1],
-                )
-                conn.params = params
-            transport = conn.transport
-            assert transport is not None
-            transport.write(payload)
-            if timeout.read is not None:
-                conn.start_timeout()
-            if deadline is not None:
-                conn.arm(deadline)
+            self.write(conn, method, payload, timeout, deadline)
+        except BaseException:
+            conn.drop()
+            raise
+        return await self.receive(conn, key)
+
+    async def open(
+        self, key: tuple[str, str, int], timeout: Timeout, deadline: float | None
+    ) -> Conn:
+        """A new connection to ``key``, given up at ``timeout.connect`` or at
+        ``deadline`` (loop time), whichever comes first.
+
+        Raises:
+            aiohttp.ConnectionTimeoutError: ``timeout.connect`` passed.
+            asyncio.TimeoutError, OSError, ssl.SSLError: as ClientSession's.
+        """
+        try:
+            return await self._dialer.connect(key, timeout, deadline)
+        except ConnectTimeout as exc:  # aiohttp's error, as ClientSession's
+            raise _cx.ConnectionTimeoutError(*exc.args) from exc.__cause__
+
+    def write(
+        self,
+        conn: Conn,
+        method: str,
+        payload: bytes,
+        timeout: Timeout,
+        deadline: float | None,
+    ) -> None:
+        """Send a request on ``conn``; its response is given up at ``deadline``
+        (loop time)."""
+        params = (method == "HEAD", timeout.read)
+        if conn.params != params:
+            # A new parser; on a kept-alive connection the last one, which
+            # ends each response ready for the next, is reused.
+            conn.set_response_params(
+                skip_payload=params[0], read_until_eof=True, read_timeout=params[1]
+            )
+            conn.params = params
+        transport = conn.transport
+        assert transport is not None
+        transport.write(payload)
+        if timeout.read is not None:
+            conn.start_timeout()
+        if deadline is not None:
+            conn.arm(deadline)
+
+    async def receive(self, conn: Conn, key: tuple[str, str, int]) -> Response:
+        """The head of the response to the request just written on ``conn``
+        (1xx interim responses skipped); ``conn`` is dropped on any error."""
+        try:
             while True:
                 message, content = await conn.read()
                 code = message.code
@@ -394,7 +455,8 @@ class FastPath:
             conn.drop()
             raise
 
-    def _get(self, key: tuple[str, str, int]) -> _Conn | None:
+    def take(self, key: tuple[str, str, int]) -> Conn | None:
+        """An idle connection to ``key``, if one is open."""
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -403,7 +465,8 @@ class FastPath:
             conn.drop()
         return None
 
-    def _put(self, key: tuple[str, str, int], conn: _Conn) -> None:
+    def put(self, key: tuple[str, str, int], conn: Conn) -> None:
+        """Keep ``conn`` (its response read in full) for the next request."""
         if self._closed:
             conn.drop()
             return

@@ -235,9 +235,11 @@ class Run(abc.ABC):
         engine = self.engine
         engine.runs.discard(self)
         engine.sched.remove(lambda job: job.run is self)
-        for job in self.active:
+        for job in list(self.active):
             if job.task is not None:
                 job.task.cancel()
+            elif job.conn is not None:  # in the lane: close its connection
+                engine.lane.drop(job)
         for job in self.delayed:
             job.drop_timer()
         self.delayed.clear()
@@ -397,8 +399,11 @@ class SubmitRun(Run):
         if job is None:
             return
         job.cancelled = True  # a waiting job is skipped when its turn comes
-        if job in self.active and job.task is not None:
-            job.task.cancel()
+        if job in self.active:
+            if job.task is not None:
+                job.task.cancel()
+            elif job.conn is not None:  # in the lane: close its connection
+                self.engine.lane.drop(job)
         elif job in self.delayed:  # waiting to be retried
             job.drop_timer()
             self.delayed.discard(job)

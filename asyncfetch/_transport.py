@@ -34,8 +34,8 @@ from ._errors import (
     SaveError,
     TooManyRedirects,
 )
-from ._h1 import FastPath, Response, fast_path_enabled
-from ._input import HTTP_SCHEMES
+from ._h1 import Conn, FastPath, Response, fast_path_enabled
+from ._input import HTTP_SCHEMES, host_key
 from ._models import EMPTY_HEADERS, Request, Result, response_result
 from ._save import BodyFile
 from ._transport_errors import CATCH, error_class, translate
@@ -166,6 +166,68 @@ class Transport:
         if self._owns_session and session is not None:
             await session.close()
 
+    @property
+    def fast(self) -> FastPath | None:
+        """The fast path under our own session, if it is in use."""
+        return self._fast
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The body size beyond which a response fails with BodyTooLarge."""
+        return self._options.max_bytes
+
+    def encode(self, request: Request, url: URL) -> bytes | None:
+        """The bytes of ``request``'s first hop on the fast path, or None if
+        it must go through ClientSession (or there is no fast path)."""
+        fast = self._fast
+        if fast is None:
+            return None
+        headers = self._default if not request.headers else self._headers_for(request)
+        return fast.encode(request.method, url, headers, request.data, request.json)
+
+    def lane_result(
+        self,
+        request: Request,
+        url: URL,
+        message: Any,
+        content: bytes,
+        attempts: int,
+        started: float,
+    ) -> Result:
+        """The result of a first hop that the lane read whole: ``message`` is
+        aiohttp's response head, final (not a redirect, not 1xx), and
+        ``content`` within ``max_bytes``."""
+        self.bytes_received += len(content)
+        return response_result(
+            request,
+            url,
+            message.code,
+            message.reason,
+            message.headers,
+            content,
+            attempts,
+            time.monotonic() - started,
+            (),
+            None,
+        )
+
+    def failed(
+        self,
+        request: Request,
+        url: URL,
+        exc: BaseException,
+        attempts: int,
+        started: float,
+    ) -> Result:
+        """The result of an attempt that failed before any response."""
+        return Result(
+            request,
+            url,
+            error=translate(exc, request, url, sent=False),
+            attempts=attempts,
+            elapsed=time.monotonic() - started,
+        )
+
     def shed(self, url: URL) -> None:
         """Close the idle connections to ``url``'s origin beyond a few: the
         Fetcher has no work left that needs them."""
@@ -208,6 +270,7 @@ class Transport:
         save: Callable[[URL], Path] | None = None,
         max_redirects: int | None = None,
         gate: Callable[[Request, URL], Awaitable[FetchError | None]] | None = None,
+        via: Conn | None = None,
     ) -> Result:
         """Send ``request`` to ``url`` once, following redirects.
 
@@ -221,6 +284,8 @@ class Transport:
         the attempt, with the redirect's status. It is awaited once the
         redirect is read and its connection released (it may read the
         target's robots.txt first); its time is not counted in the timeout.
+        ``via`` is a fast-path connection on which the lane has already sent
+        the first hop: the attempt goes on from its response.
         """
         session = self._session
         if session is None:
@@ -230,6 +295,8 @@ class Transport:
         asked = url  # files are named from it, wherever redirects lead
         t0 = time.monotonic()
         first = t0 if started is None else started
+        if via is not None:  # sent by the lane when the attempt started
+            t0 = first
         deadline: float | None = None  # the first hop has the whole budget
         method = request.method
         headers = self._default if not request.headers else self._headers_for(request)
@@ -246,10 +313,14 @@ class Transport:
                 sent = False
                 payload = (
                     fast.encode(method, url, headers, data, json)
-                    if fast is not None
+                    if fast is not None and via is None
                     else None
                 )
-                if payload is not None:
+                if via is not None:
+                    assert fast is not None
+                    conn, via = via, None
+                    resp = await fast.receive(conn, host_key(url))
+                elif payload is not None:
                     assert fast is not None
                     resp = await fast.send(method, url, payload, timeout, deadline)
                 else:

@@ -295,6 +295,7 @@ class AppServer(_BaseServer):
                 web.get("/redirect/{n}", self._h_redirect),
                 web.route("*", "/redirect-to", self._h_redirect_to),
                 web.get("/redirect-loop", self._h_redirect_loop),
+                web.get("/close", self._h_close),
                 web.route("*", "/echo", self._h_echo),
                 web.get("/gzip/{n}", self._h_gzip),
                 web.get("/deflate/{n}", self._h_deflate),
@@ -396,9 +397,11 @@ class AppServer(_BaseServer):
         return web.Response(status=302, headers={"Location": f"/redirect/{n - 1}"})
 
     async def _h_redirect_to(self, request: web.Request) -> web.StreamResponse:
-        """``/redirect-to?url=X&status=302``: ``Location: X`` verbatim."""
+        """``/redirect-to?url=X&status=302[&delay=MS]``: ``Location: X``
+        verbatim (after ``delay`` ms)."""
         if "url" not in request.query:
             raise web.HTTPBadRequest(text="url required")
+        await asyncio.sleep(_int(request, "delay", 0) / 1000)
         status = _int(request, "status", 302)
         return web.Response(status=status, headers={"Location": request.query["url"]})
 
@@ -546,6 +549,12 @@ class AppServer(_BaseServer):
     async def _h_headers_big(self, request: web.Request) -> web.StreamResponse:
         """``/headers-big``: one 100 KiB header value."""
         return web.Response(text="ok", headers={"X-Big": "b" * BIG_HEADER_SIZE})
+
+    async def _h_close(self, request: web.Request) -> web.StreamResponse:
+        """``/close``: "ok" with ``Connection: close``, then the server closes."""
+        response = web.Response(text="ok")
+        response.force_close()
+        return response
 
     async def _h_hang(self, request: web.Request) -> web.StreamResponse:
         """``/hang``: never answers (cancelled on disconnect or server stop)."""

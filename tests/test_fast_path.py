@@ -10,6 +10,7 @@ sends is byte for byte what ClientSession would have sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -21,21 +22,33 @@ import pytest
 from servers import AppServer, RawServer, eventually
 
 import asyncfetch
-from asyncfetch import Fetcher, Request, Timeout, _h1
+from asyncfetch import Fetcher, Request, Timeout, _h1, _lane, _transport
 
 
 @pytest.fixture
 def sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The URLs the fast path sends, in order (the rest went through ClientSession)."""
+    """The URLs the fast path sends, in order (the rest went through
+    ClientSession): by a worker (``FastPath.send``) or by the lane."""
     seen: list[str] = []
     original = _h1.FastPath.send
+    begin, open_ = _lane.Lane._begin, _lane.Lane._open
 
     async def send(self: _h1.FastPath, method: str, url: Any, *args: Any) -> Any:
         seen.append(str(url))
         return await original(self, method, url, *args)
 
+    def on_conn(self: _lane.Lane, fast: Any, conn: Any, job: Any, *args: Any) -> bool:
+        seen.append(str(job.url))
+        return begin(self, fast, conn, job, *args)
+
+    def on_new_conn(self: _lane.Lane, fast: Any, job: Any, *args: Any) -> Any:
+        seen.append(str(job.url))
+        return open_(self, fast, job, *args)
+
     monkeypatch.delenv(_h1.ENV_SWITCH, raising=False)
     monkeypatch.setattr(_h1.FastPath, "send", send)
+    monkeypatch.setattr(_lane.Lane, "_begin", on_conn)
+    monkeypatch.setattr(_lane.Lane, "_open", on_new_conn)
     return seen
 
 
@@ -448,3 +461,141 @@ async def test_fast_path_connections_have_nodelay(
         sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     assert sends == [url]
+
+
+# -- the lane: requests driven by their connection (``_lane``) ----------------
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The responses a worker task waited for (``FastPath.receive``); the
+    lane's own need no task."""
+    seen: list[str] = []
+    original = _h1.FastPath.receive
+
+    async def receive(self: _h1.FastPath, conn: Any, key: Any) -> Any:
+        response = await original(self, conn, key)
+        seen.append(f"{response.status}")
+        return response
+
+    monkeypatch.delenv(_h1.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(_h1.FastPath, "receive", receive)
+    return seen
+
+
+@pytest.fixture
+def on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run on the fast path even in the suite's ClientSession pass."""
+    monkeypatch.delenv(_h1.ENV_SWITCH, raising=False)
+
+
+def in_the_lane(f: Fetcher, n: int) -> bool:
+    """``n`` requests hold a slot and no worker task waits for any of them."""
+    engine = f._engine
+    assert engine is not None
+    return engine.sched.active == n and not engine.workers
+
+
+async def test_plain_requests_need_no_task_each(
+    server: AppServer, waits: list[str]
+) -> None:
+    urls = [server.url(f"/ok?i={i}") for i in range(30)]
+    async with Fetcher(concurrency=3) as f:
+        results = [r async for r in f.stream(urls)]
+    assert sorted(str(r.url) for r in results) == sorted(urls)
+    assert all(r.ok and r.attempts == 1 and r.elapsed > 0 for r in results)
+    assert waits == []  # every response was read by the lane
+    assert server.total_hits() == 30
+
+
+async def test_a_redirect_leaves_the_lane_for_a_worker(
+    server: AppServer, waits: list[str]
+) -> None:
+    ok = server.url("/ok")
+    urls = [ok, server.url("/redirect/1"), ok]
+    async with Fetcher(concurrency=1) as f:
+        results = [r async for r in f.stream(urls, ordered=True)]
+        assert server.connections_open() == 1  # the same connection throughout
+    assert [r.status for r in results] == [200, 200, 200]
+    assert [len(r.history) for r in results] == [0, 1, 0]
+    # A worker went on from the redirect (and followed it); the rest was the lane's.
+    assert waits == ["302", "200"]
+
+
+async def test_a_response_that_closes_its_connection_is_not_reused(
+    server: AppServer,
+) -> None:
+    urls = [server.url("/close"), server.url("/ok"), server.url("/close")]
+    results = await asyncfetch.fetch_all(urls, concurrency=1, retries=0)
+    assert [(r.status, r.attempts) for r in results] == [(200, 1)] * 3
+
+
+async def test_closing_a_stream_closes_the_lane_connections(
+    server: AppServer, on_the_fast_path: None
+) -> None:
+    async with Fetcher(concurrency=3, retries=0) as f:
+        stream = f.stream([server.url(f"/hang?i={i}") for i in range(3)])
+        first = asyncio.ensure_future(anext(stream))
+        await eventually(lambda: in_the_lane(f, 3) and server.total_hits() == 3)
+        assert server.connections_open() == 3
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await stream.aclose()
+        engine = f._engine
+        assert engine is not None
+        assert engine.sched.active == 0
+        await eventually(lambda: server.connections_open() == 0)
+        assert (await f.fetch(server.url("/ok"))).ok  # the slots are free
+
+
+async def test_cancelling_a_submission_in_the_lane(
+    server: AppServer, on_the_fast_path: None
+) -> None:
+    async with Fetcher(concurrency=1, retries=0) as f:
+        future = f.submit(server.url("/hang"))
+        await eventually(lambda: in_the_lane(f, 1))
+        future.cancel()
+        await eventually(lambda: server.connections_open() == 0)
+        assert (await f.fetch(server.url("/ok"))).ok
+
+
+async def test_a_bug_in_the_lane_reaches_the_caller(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.delenv(_h1.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(_transport.Transport, "lane_result", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await asyncfetch.fetch_all([server.url("/ok")])
+    await eventually(lambda: server.connections_open() == 0)
+
+
+async def test_a_job_a_worker_hands_to_the_lane_is_cancelled_there(
+    server: AppServer, on_the_fast_path: None
+) -> None:
+    # The worker that followed the redirect takes the next job and, finding
+    # the connection idle, leaves it to the lane: closing the stream must
+    # still close that connection, though no task runs the job.
+    urls = [server.url("/redirect/1"), server.url("/hang")]
+    async with Fetcher(concurrency=1, retries=0) as f:
+        stream = f.stream(urls)
+        first = await anext(stream)
+        assert first.ok
+        await eventually(lambda: in_the_lane(f, 1) and server.connections_open() == 1)
+        await stream.aclose()
+        await eventually(lambda: server.connections_open() == 0)
+        assert (await f.fetch(server.url("/ok"))).ok
+
+
+async def test_a_redirect_from_the_lane_keeps_the_attempts_time_budget(
+    server: AppServer, on_the_fast_path: None
+) -> None:
+    # 0.6 s to the redirect, 0.6 s more to its target: over a 1 s total,
+    # counted from when the lane sent the request, not from the hand-over.
+    url = server.url("/redirect-to?url=/delay/600&delay=600")
+    result = await one(url, timeout=Timeout(total=1.0))
+    assert isinstance(result.error, asyncfetch.FetchTimeout), result
+    assert 0.9 < result.elapsed < 1.5
