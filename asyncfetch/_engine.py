@@ -29,7 +29,7 @@ from ._breaker import Breaker, Gate
 from ._config import Options, Timeout
 from ._errors import FetchError, FetchTimeout, HostDown
 from ._input import HostKey, host_key
-from ._lane import Lane
+from ._lane import LANE_BODY, Lane
 from ._models import Request, Result, Stats
 from ._retry import PAUSE_STATUSES, is_retryable, pause_for, resendable, retry_delay
 from ._scheduler import Scheduler
@@ -331,8 +331,16 @@ class Engine:
                 run.fail(job.index, failure)
             else:
                 self.settle(job, result)
-            if next_job is not None and self.lane.start(next_job):
-                next_job = None  # the lane runs it: this worker is not needed
+            if (
+                next_job is not None
+                and failure is None
+                and len(result.content) <= LANE_BODY
+                and self.lane.start(next_job)
+            ):
+                # The lane runs it: this worker is not needed. After a large
+                # body the worker goes on itself: such a connection's next
+                # answer will most likely need a worker too.
+                next_job = None
             if next_job is None:
                 workers.pop(me, None)
                 if failure is None:

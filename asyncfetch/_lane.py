@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ._h1 import Conn, FastPath
     from ._models import Result
 
-__all__ = ["Lane"]
+__all__ = ["LANE_BODY", "Lane"]
 
 # A body still arriving is waited for in the lane up to this size; beyond
 # it a worker reads the rest (its reads check max_bytes as they go).

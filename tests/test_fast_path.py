@@ -599,3 +599,24 @@ async def test_a_redirect_from_the_lane_keeps_the_attempts_time_budget(
     result = await one(url, timeout=Timeout(total=1.0))
     assert isinstance(result.error, asyncfetch.FetchTimeout), result
     assert 0.9 < result.elapsed < 1.5
+
+
+async def test_a_connection_with_large_answers_stays_with_its_worker(
+    server: AppServer, waits: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first large body leaves the lane; the worker that read it keeps
+    # the connection's next requests instead of handing each one back.
+    handed: list[object] = []
+    resume = asyncfetch._engine.Engine.resume
+
+    def counted(self: Any, job: Any, conn: Any) -> None:
+        handed.append(job)
+        resume(self, job, conn)
+
+    monkeypatch.setattr(asyncfetch._engine.Engine, "resume", counted)
+    size = 4 * _lane.LANE_BODY
+    urls = [server.url(f"/bytes/{size}?i={i}") for i in range(5)]
+    results = await asyncfetch.fetch_all(urls, concurrency=1)
+    assert [len(r.content) for r in results] == [size] * 5
+    assert len(handed) == 1
+    assert waits == ["200"] * 5
