@@ -99,6 +99,10 @@ class Conn(ResponseHandler, asyncio.BufferedProtocol):
     ``data_received`` the loop allocates a 256 KiB buffer per read, which
     glibc serves with mmap, mremap and munmap: three system calls and a page
     fault per response.
+
+    A request sent by the lane (``_lane``) is waited for by nobody: the
+    connection calls ``lane`` once its response has arrived (``head``) or
+    the connection has failed, from the callback that learned it.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, buffer: memoryview) -> None:
