@@ -261,10 +261,7 @@ class Engine:
     def resume(self, job: Job, conn: Conn) -> None:
         """A worker goes on with ``job``'s attempt from the response (or the
         failure) on ``conn``, where the lane sent it."""
-        task = self.loop.create_task(self._work(job, conn))
-        job.task = task
-        self.workers[task] = job
-        task.add_done_callback(self._worker_done)
+        self.spawn(job, self._work(job, conn))
 
     def settle(self, job: Job, result: Result) -> None:
         """Retry ``job`` later if the policy says so, else complete it."""
