@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
+from ._transport import REDIRECTS
 from ._transport_errors import CATCH
 
 if TYPE_CHECKING:
@@ -114,6 +115,10 @@ class Lane:
         deadline: float | None,
     ) -> None:
         fast.write(conn, job.request.method, payload, job.timeout, deadline)
+        self._watch(conn, job)
+
+    def _watch(self, conn: Conn, job: Job) -> None:
+        """Have ``conn`` tell the lane when ``job``'s response is in."""
         job.conn = conn
         conn.lane_job = job
         conn.lane = self._on_response
@@ -140,7 +145,7 @@ class Lane:
         limit = self._transport.max_bytes
         if (
             code < 200
-            or (code in _REDIRECTS and "Location" in message.headers)
+            or (code in REDIRECTS and "Location" in message.headers)
             or body.exception() is not None
             or (limit is not None and body.total_bytes > limit)
         ):
@@ -150,9 +155,7 @@ class Lane:
             if body.total_bytes > LANE_BODY:
                 self._engine.resume(job, conn)
             else:  # more of the body to come: wait for it here
-                job.conn = conn
-                conn.lane_job = job
-                conn.lane = self._on_response
+                self._watch(conn, job)
             return
         conn.take_head()
         result = self._transport.lane_result(
@@ -177,12 +180,11 @@ class Lane:
             and conn.is_connected()
             and not conn.should_close
         ):
-            payload = (
-                self._payload(next_job)
-                if next_job is not None and next_job.key == job.key
-                else None
-            )
-            if next_job is not None and payload is not None:
+            if (
+                next_job is not None
+                and next_job.key == job.key
+                and (payload := self._payload(next_job)) is not None
+            ):
                 # The next request goes out before this result is handed over.
                 self._begin(fast, conn, next_job, payload)
                 went_on = True
@@ -213,6 +215,3 @@ class Lane:
         engine = self._engine
         engine.release(job)
         engine.dispatch()
-
-
-_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})

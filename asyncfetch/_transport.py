@@ -182,7 +182,7 @@ class Transport:
         fast = self._fast
         if fast is None:
             return None
-        headers = self._default if not request.headers else self._headers_for(request)
+        headers = self._headers_for(request)
         return fast.encode(request.method, url, headers, request.data, request.json)
 
     def lane_result(
