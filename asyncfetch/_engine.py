@@ -246,7 +246,14 @@ class Engine:
     def spawn(self, job: Job, work: Coroutine[Any, Any, None] | None = None) -> None:
         """Start a worker task for ``job`` (running ``work``, by default the
         worker loop)."""
-        task = self.loop.create_task(self._work(job) if work is None else work)
+        self.adopt(
+            job, self.loop.create_task(self._work(job) if work is None else work)
+        )
+
+    def adopt(self, job: Job, task: asyncio.Task[Any]) -> None:
+        """Count ``task`` as ``job``'s worker: cancelled with its run, and
+        its slot freed if it ends without handing the job on (``unspawn``).
+        Callbacks the task already has run before that check."""
         job.task = task
         self.workers[task] = job
         task.add_done_callback(self._worker_done)

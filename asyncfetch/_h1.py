@@ -35,7 +35,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import Options, Timeout
-from ._dial import ConnectTimeout, Dialer
+from ._dial import ConnectTimeout, Dialer, Dialing
 from ._input import host_key
 
 __all__ = ["Conn", "FastPath", "fast_path_enabled"]
@@ -269,6 +269,11 @@ class Response:
             conn.drop()
 
 
+def _aiohttp_connect_timeout(exc: ConnectTimeout) -> Exception:
+    """aiohttp's error for a connect timeout, as ClientSession raises it."""
+    return _cx.ConnectionTimeoutError(*exc.args)
+
+
 class FastPath:
     """Connections and requests of the fast path for one Transport."""
 
@@ -414,8 +419,28 @@ class FastPath:
         """
         try:
             return await self._dialer.connect(key, timeout, deadline)
-        except ConnectTimeout as exc:  # aiohttp's error, as ClientSession's
-            raise _cx.ConnectionTimeoutError(*exc.args) from exc.__cause__
+        except ConnectTimeout as exc:
+            raise _aiohttp_connect_timeout(exc) from exc.__cause__
+
+    def dial(
+        self, key: tuple[str, str, int], timeout: Timeout, deadline: float | None
+    ) -> Dialing[Conn] | None:
+        """Start opening a connection to ``key`` in a task of the loop's own
+        (see ``Dialer.dial``), or None if :meth:`open` must do it."""
+        return self._dialer.dial(key, timeout, deadline)
+
+    def dialed(self, dialing: Dialing[Conn]) -> Conn:
+        """The connection a finished :meth:`dial` opened.
+
+        Raises:
+            aiohttp.ConnectionTimeoutError: ``timeout.connect`` passed.
+            asyncio.TimeoutError, OSError, ssl.SSLError: as :meth:`open`.
+            asyncio.CancelledError: the task was cancelled by someone else.
+        """
+        try:
+            return self._dialer.dialed(dialing)
+        except ConnectTimeout as exc:
+            raise _aiohttp_connect_timeout(exc) from None
 
     def write(
         self,

@@ -24,6 +24,8 @@ the answers that need none of it.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -31,6 +33,7 @@ from ._transport import REDIRECTS
 from ._transport_errors import CATCH
 
 if TYPE_CHECKING:
+    from ._dial import Dialing
     from ._engine import Engine, Job
     from ._h1 import Conn, FastPath
     from ._models import Result
@@ -61,10 +64,22 @@ class Lane:
         if conn is not None:
             self._begin(fast, conn, job, payload)
             return True
+        self._connect(fast, job, payload)
+        return True
+
+    def _connect(self, fast: FastPath, job: Job, payload: bytes) -> None:
+        """Send ``job`` on a new connection, once it is open."""
         job.attempts = 1
         job.started = time.monotonic()
-        self._engine.spawn(job, self._open(fast, job, payload, self._deadline(job)))
-        return True
+        deadline = self._deadline(job)
+        dialing = fast.dial(job.key, job.timeout, deadline)
+        if dialing is None:  # a name to look up, or addresses to try in turn
+            self._engine.spawn(job, self._open(fast, job, payload, deadline))
+        else:
+            dialing.task.add_done_callback(
+                functools.partial(self._dialed, fast, dialing, job, payload, deadline)
+            )
+            self._engine.adopt(job, dialing.task)
 
     def _payload(self, job: Job) -> bytes | None:
         """The request's bytes if the lane can run this attempt, else None."""
@@ -93,11 +108,7 @@ class Lane:
         try:
             conn = await fast.open(job.key, job.timeout, deadline)
         except CATCH as exc:
-            self._engine.unspawn(job)
-            result = self._transport.failed(
-                job.request, job.url, exc, job.attempts, job.started
-            )
-            self._finish(job, result, None)
+            self._failed(job, exc)
             return
         try:
             self._send(fast, conn, job, payload, deadline)
@@ -105,6 +116,46 @@ class Lane:
             conn.drop()
             raise
         self._engine.unspawn(job)
+
+    def _dialed(
+        self,
+        fast: FastPath,
+        dialing: Dialing[Conn],
+        job: Job,
+        payload: bytes,
+        deadline: float | None,
+        task: object,
+    ) -> None:
+        """What ``_open`` does once the connection is open, for a connection
+        ``FastPath.dial`` opened: the task's done callback. A job whose dial
+        was cancelled, or that was cancelled as it opened, or a bug here, is
+        left to the engine's end of the task (``Engine.adopt``), which frees
+        its slot as for any worker."""
+        try:
+            conn = fast.dialed(dialing)
+        except asyncio.CancelledError:
+            return
+        except CATCH as exc:
+            self._failed(job, exc)
+            return
+        if job.cancelled or job.run.closed or self._engine.stopping:
+            conn.drop()  # too late to cancel the task: it had opened
+            return
+        try:
+            self._send(fast, conn, job, payload, deadline)
+        except Exception as exc:  # a bug: the run raises it to its caller
+            conn.drop()
+            job.run.fail(job.index, exc)
+            return
+        self._engine.unspawn(job)
+
+    def _failed(self, job: Job, exc: BaseException) -> None:
+        """The connection for ``job``'s first attempt could not be opened."""
+        self._engine.unspawn(job)
+        result = self._transport.failed(
+            job.request, job.url, exc, job.attempts, job.started
+        )
+        self._finish(job, result, None)
 
     def _send(
         self,

@@ -22,7 +22,7 @@ import pytest
 from servers import AppServer, RawServer, eventually
 
 import asyncfetch
-from asyncfetch import Fetcher, Request, Timeout, _h1, _lane, _transport
+from asyncfetch import Fetcher, Request, Timeout, _dial, _h1, _lane, _runs, _transport
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ClientSession): by a worker (``FastPath.send``) or by the lane."""
     seen: list[str] = []
     original = _h1.FastPath.send
-    begin, open_ = _lane.Lane._begin, _lane.Lane._open
+    begin, connect = _lane.Lane._begin, _lane.Lane._connect
 
     async def send(self: _h1.FastPath, method: str, url: Any, *args: Any) -> Any:
         seen.append(str(url))
@@ -43,12 +43,12 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def on_new_conn(self: _lane.Lane, fast: Any, job: Any, *args: Any) -> Any:
         seen.append(str(job.url))
-        return open_(self, fast, job, *args)
+        return connect(self, fast, job, *args)
 
     monkeypatch.delenv(_h1.ENV_SWITCH, raising=False)
     monkeypatch.setattr(_h1.FastPath, "send", send)
     monkeypatch.setattr(_lane.Lane, "_begin", on_conn)
-    monkeypatch.setattr(_lane.Lane, "_open", on_new_conn)
+    monkeypatch.setattr(_lane.Lane, "_connect", on_new_conn)
     return seen
 
 
@@ -292,6 +292,101 @@ async def test_an_unknown_host_is_a_connect_error(sends: list[str]) -> None:
     assert isinstance(result.error.__cause__, socket.gaierror)
 
 
+async def test_a_known_address_is_dialled_without_a_coroutine(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch, on_the_fast_path: None
+) -> None:
+    # An IP address, or a name looked up within DNS_TTL to one address, is
+    # opened by a task running only the loop's create_connection; a name
+    # to look up goes through Dialer.connect.
+    ways: list[str] = []
+    dial, connect = _dial.Dialer.dial, _dial.Dialer.connect
+
+    def on_dial(self: Any, key: Any, *args: Any) -> Any:
+        dialing = dial(self, key, *args)
+        ways.append(f"{key[1]} " + ("connect" if dialing is None else "dial"))
+        return dialing
+
+    async def on_connect(self: Any, key: Any, *args: Any) -> Any:
+        ways.append(f"{key[1]} coroutine")
+        return await connect(self, key, *args)
+
+    monkeypatch.setattr(_dial.Dialer, "dial", on_dial)
+    monkeypatch.setattr(_dial.Dialer, "connect", on_connect)
+    by_name = server.url("/ok").replace("127.0.0.1", "localhost")
+    async with Fetcher(concurrency=2, retries=0) as f:
+        assert (await f.fetch(server.url("/ok"))).ok
+        assert (await f.fetch(by_name)).ok  # looked up, then cached
+        hang = [f.submit(by_name.replace("/ok", "/hang")) for _ in range(2)]
+        await eventually(lambda: server.connections_open() == 3)
+        for future in hang:
+            future.cancel()
+    assert ways == [
+        "127.0.0.1 dial",
+        "localhost connect",
+        "localhost coroutine",
+        "localhost dial",  # the first took the idle connection
+    ]
+
+
+async def test_a_job_cancelled_as_its_connection_opens_is_not_sent(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch, on_the_fast_path: None
+) -> None:
+    # The dial task has its connection and the stream's run is cancelled
+    # (as Fetcher.close does) before the lane's done callback runs: too late
+    # to cancel the task, so the callback must not send, must close the
+    # connection, and the slot must be freed.
+    dial = _h1.FastPath.dial
+    async with Fetcher(concurrency=1, retries=0) as f:
+        engine = f._engine
+        assert engine is not None
+
+        def close_first(self: _h1.FastPath, *args: Any) -> Any:
+            dialing = dial(self, *args)
+            assert dialing is not None
+            dialing.task.add_done_callback(  # runs before the lane's
+                lambda _: [
+                    run.cancel()
+                    for run in list(engine.runs)
+                    if isinstance(run, _runs.StreamRun)
+                ]
+            )
+            return dialing
+
+        monkeypatch.setattr(_h1.FastPath, "dial", close_first)
+        stream = f.stream([server.url("/ok?first")])
+        with pytest.raises(RuntimeError, match="closed while this stream was open"):
+            await anext(stream)
+        await eventually(lambda: engine.sched.active == 0 and not engine.workers)
+        await eventually(lambda: server.connections_open() == 0)
+        monkeypatch.setattr(_h1.FastPath, "dial", dial)
+        assert (await f.fetch(server.url("/ok"))).ok  # the slot is free
+    assert server.total_hits() == 1  # only the second request was sent
+
+
+async def test_a_bug_after_a_dial_reaches_the_caller(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch, on_the_fast_path: None
+) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(_h1.FastPath, "write", broken)
+    async with Fetcher(concurrency=1, retries=0) as f:
+        with pytest.raises(RuntimeError, match="a bug"):
+            await f.fetch(server.url("/ok"))
+        engine = f._engine
+        assert engine is not None
+        await eventually(lambda: engine.sched.active == 0 and not engine.workers)
+        await eventually(lambda: server.connections_open() == 0)
+    assert server.total_hits() == 0
+
+
+@pytest.fixture(params=["127.0.0.1", "localhost"], ids=["dialled", "looked-up"])
+def host(request: pytest.FixtureRequest) -> str:
+    """A host the lane dials in a task of the loop's own (an IP address), or
+    one whose name is looked up in a coroutine first (``Dialer.connect``)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def full_backlog() -> Iterator[int]:
     """A port whose accept queue is full: a new connection hangs in SYN-SENT."""
@@ -315,9 +410,9 @@ def full_backlog() -> Iterator[int]:
 
 
 async def test_connect_timeout_on_the_fast_path(
-    full_backlog: int, sends: list[str]
+    full_backlog: int, host: str, sends: list[str]
 ) -> None:
-    url = f"http://127.0.0.1:{full_backlog}/x"
+    url = f"http://{host}:{full_backlog}/x"
     connect = await one(url, timeout=Timeout(total=5, connect=0.3))
     assert isinstance(connect.error, asyncfetch.FetchTimeout)
     assert "timed out connecting" in str(connect.error)
@@ -328,11 +423,11 @@ async def test_connect_timeout_on_the_fast_path(
 
 
 async def test_each_connect_gives_up_at_its_own_time(
-    full_backlog: int, sends: list[str]
+    full_backlog: int, host: str, sends: list[str]
 ) -> None:
     # One watchdog timer serves every connection being opened: it fires for
     # the earliest, then re-arms for the next.
-    url = f"http://127.0.0.1:{full_backlog}/x"
+    url = f"http://{host}:{full_backlog}/x"
     limits = [0.6, 0.2, 1.0]
     async with Fetcher(retries=0, timeout=Timeout(total=10)) as f:
         results = await asyncio.wait_for(
@@ -354,9 +449,9 @@ async def test_each_connect_gives_up_at_its_own_time(
 
 
 async def test_cancelling_a_fetch_while_it_connects_is_not_a_timeout(
-    full_backlog: int, sends: list[str]
+    full_backlog: int, host: str, sends: list[str]
 ) -> None:
-    url = f"http://127.0.0.1:{full_backlog}/x"
+    url = f"http://{host}:{full_backlog}/x"
     async with Fetcher(retries=0, timeout=Timeout(connect=0.3)) as f:
         waiting = f.submit(url)
         await eventually(lambda: len(sends) == 1)
