@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
 from ._config import Timeout
-from ._watchdog import Watchdog
 
 __all__ = ["DNS_TTL", "ConnectTimeout", "Dialer", "Dialing"]
 
@@ -83,8 +82,10 @@ class Dialer(Generic[_P]):
         self._ssl: ssl.SSLContext | None = None  # made for the first https host
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         # Tasks opening a connection, and when they give up (loop time).
-        self._watchdog: Watchdog[asyncio.Task[Any]] = Watchdog(loop, self._time_up)
+        self._opening: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()  # cancelled for that
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0
 
     def _known(self, host: str, port: int) -> list[str] | None:
         """The addresses of ``host`` if known without a lookup: an IP address
@@ -161,7 +162,7 @@ class Dialer(Generic[_P]):
         )
         give_up, connect_bound = self._give_up(timeout, deadline)
         if give_up is not None:
-            self._watchdog.watch(task, give_up)
+            self._watch(task, give_up)
         return Dialing(key, task, connect_bound)
 
     def dialed(self, dialing: Dialing[_P]) -> _P:
@@ -224,7 +225,7 @@ class Dialer(Generic[_P]):
         time. A cancellation from elsewhere stays a cancellation.
         """
         cancelling = task.cancelling()  # type: ignore[attr-defined]
-        self._watchdog.watch(task, give_up)
+        self._watch(task, give_up)
         try:
             return await self._open(key)
         except asyncio.CancelledError:
@@ -234,14 +235,36 @@ class Dialer(Generic[_P]):
         finally:
             self._unwatch(task)
 
+    def _watch(self, task: asyncio.Task[Any], give_up: float) -> None:
+        """Have the watchdog cancel ``task`` at ``give_up`` (loop time)."""
+        self._opening[task] = give_up
+        if self._watchdog is None or give_up < self._watchdog_at:
+            self._arm_watchdog(give_up)
+
     def _unwatch(self, task: asyncio.Task[Any]) -> None:
-        self._watchdog.unwatch(task)
+        self._opening.pop(task, None)
         self._expired.discard(task)
 
-    def _time_up(self, task: asyncio.Task[Any]) -> None:
-        """The watchdog: ``task`` gave up opening its connection."""
-        self._expired.add(task)
-        task.cancel()
+    def _arm_watchdog(self, at: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog_at = at
+        self._watchdog = self._loop.call_at(at, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        """Cancel the connection attempts whose time is up; re-arm for the rest."""
+        self._watchdog = None
+        now = self._loop.time()
+        earliest = None
+        for task, give_up in list(self._opening.items()):
+            if give_up <= now:
+                del self._opening[task]
+                self._expired.add(task)
+                task.cancel()
+            elif earliest is None or give_up < earliest:
+                earliest = give_up
+        if earliest is not None:
+            self._arm_watchdog(earliest)
 
     async def _open(self, key: tuple[str, str, int]) -> _P:
         scheme, host, port = key
@@ -268,4 +291,6 @@ class Dialer(Generic[_P]):
 
     def close(self) -> None:
         """Stop the watchdog (the Fetcher is closing; its tasks are cancelled)."""
-        self._watchdog.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None

@@ -37,7 +37,6 @@ from yarl import URL
 from ._config import Options, Timeout
 from ._dial import ConnectTimeout, Dialer, Dialing
 from ._input import host_key
-from ._watchdog import Watchdog
 
 __all__ = ["Conn", "FastPath", "fast_path_enabled"]
 
@@ -89,11 +88,10 @@ def _serialise(headers: Mapping[str, str]) -> bytes:
 class Conn(ResponseHandler, asyncio.BufferedProtocol):
     """aiohttp's protocol, plus the deadline of the attempt it serves.
 
-    The FastPath's one watchdog timer checks the deadlines of all its
-    connections (``_watchdog``): a request moves the deadline, and when the
-    time first asked for comes early, the connection asks again for what is
-    left. So a keep-alive connection costs no timer of its own, and about
-    one heap entry per ``total`` seconds, not one per request.
+    One lazy timer per connection checks the deadline: a request moves the
+    deadline, and the timer, when it fires early, re-arms for what is left.
+    So a keep-alive connection costs about one timer per ``total`` seconds,
+    not one per request.
 
     It reads through ``BufferedProtocol`` into a buffer shared by every
     connection of the FastPath (a read and its ``buffer_updated`` happen in
@@ -107,18 +105,14 @@ class Conn(ResponseHandler, asyncio.BufferedProtocol):
     the connection has failed, from the callback that learned it.
     """
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        buffer: memoryview,
-        watchdog: Watchdog[Conn],
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, buffer: memoryview) -> None:
         super().__init__(loop)
         self._read_buffer = buffer
-        self._watchdog = watchdog
         self.deadline: float | None = None
         self.used = True  # since the last sweep of idle connections
         self.params: tuple[bool, float | None] | None = None  # of the parser
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
         # Told once when the response to the request in flight has arrived
         # or the connection failed, instead of a task awaiting read().
         self.lane: Callable[[Conn], None] | None = None
@@ -184,15 +178,20 @@ class Conn(ResponseHandler, asyncio.BufferedProtocol):
     def arm(self, deadline: float) -> None:
         """Fail what the attempt waits for once ``deadline`` (loop time) passes."""
         self.deadline = deadline
-        self._watchdog.watch(self, deadline)
+        timer = self._deadline_timer
+        if timer is None or self._deadline_at > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._deadline_at = deadline
+            self._deadline_timer = self._loop.call_at(deadline, self._on_deadline)
 
-    def time_up(self) -> None:
-        """The watchdog: a deadline this connection was given has come."""
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
         deadline = self.deadline
         if deadline is None or self.transport is None:
             return  # idle or closed: nothing waits
-        if self._loop.time() < deadline:  # moved on by a later request
-            self._watchdog.watch(self, deadline)
+        if self._loop.time() < deadline:
+            self.arm(deadline)
             return
         # As aiohttp's own timer would: a TimeoutError, not a cancellation.
         exc = asyncio.TimeoutError()
@@ -204,7 +203,9 @@ class Conn(ResponseHandler, asyncio.BufferedProtocol):
     def drop(self) -> None:
         """Close the connection for good."""
         self.deadline = None
-        self._watchdog.unwatch(self)
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         self.close()
 
 
@@ -279,11 +280,7 @@ class FastPath:
     def __init__(self, options: Options, session_headers: Mapping[str, str]) -> None:
         loop = self._loop = asyncio.get_running_loop()
         buffer = memoryview(bytearray(READ_SIZE))  # every connection reads here
-        watchdog: Watchdog[Conn] = Watchdog(loop, Conn.time_up)
-        self._watchdog = watchdog  # one timer for every connection's deadline
-        self._dialer = Dialer(
-            loop, options.verify, lambda: Conn(loop, buffer, watchdog)
-        )
+        self._dialer = Dialer(loop, options.verify, lambda: Conn(loop, buffer))
         self._idle: dict[tuple[str, str, int], list[Conn]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -553,7 +550,6 @@ class FastPath:
                     waiters.append(closed)
                 conn.drop()
         self._idle.clear()
-        self._watchdog.close()
         if waiters:
             done, _ = await asyncio.wait(waiters, timeout=2.0)
             for future in done:

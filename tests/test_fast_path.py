@@ -437,7 +437,7 @@ async def test_each_connect_gives_up_at_its_own_time(
             10,
         )
         dialer = fast_path_of(f)._dialer
-        assert not dialer._watchdog
+        assert not dialer._opening
         assert not dialer._expired
     for result, limit in zip(results, limits, strict=True):
         assert isinstance(result.error, asyncfetch.FetchTimeout), result
@@ -458,7 +458,7 @@ async def test_cancelling_a_fetch_while_it_connects_is_not_a_timeout(
         waiting.cancel()
         await asyncio.sleep(0.5)  # past the give-up time: nothing fires for it
         dialer = fast_path_of(f)._dialer
-        assert not dialer._watchdog
+        assert not dialer._opening
         assert not dialer._expired
         late = await f.fetch(url)  # the watchdog still serves later connects
     assert waiting.cancelled()
