@@ -57,9 +57,29 @@ _T = TypeVar("_T")
 
 
 def rotated(entries: Sequence[_T], rnd: int) -> list[_T]:
-    """``entries`` rotated left by ``rnd``: each round starts elsewhere."""
-    k = rnd % len(entries) if entries else 0
-    return [*entries[k:], *entries[:k]]
+    """Round ``rnd``'s order of ``entries``: a balanced Latin square.
+
+    Over ``len(entries)`` rounds (twice that for an odd count) each entry
+    runs once in each position *and* right after every other entry as often
+    (Williams' design). A plain rotation also moves each entry through every
+    position, but keeps its neighbours: the same client would always run
+    right after the same one, say a process that just held a GiB of bodies.
+    """
+    n = len(entries)
+    if n < 3:
+        k = rnd % n if n else 0
+        return [*entries[k:], *entries[:k]]
+    first = [0]
+    low, high = 1, n - 1
+    while low <= high:
+        first.append(low)
+        low += 1
+        if low <= high:
+            first.append(high)
+            high -= 1
+    if n % 2 and (rnd // n) % 2:
+        first.reverse()
+    return [entries[(i + rnd) % n] for i in first]
 
 
 def exit_on_sigterm() -> None:

@@ -30,7 +30,8 @@ body); anything else is a failed run, excluded from the medians and listed
 under Notes. The timed window starts after imports (every client imports the
 same modules first), before the session / Fetcher is created, and ends after
 it is closed; CPU time is ``getrusage`` user + system, peak RSS
-``ru_maxrss``. Rounds are interleaved and rotated, as in ``run.py``.
+``ru_maxrss``. Rounds are interleaved, each in the order of a balanced
+Latin square, as in ``run.py``.
 
 Writes ``OUT/crawl-<timestamp>.jsonl`` (a ``meta`` record, one record per
 run as it happens, ``meta-end``) and ``OUT/crawl-<timestamp>.md`` (also

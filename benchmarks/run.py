@@ -9,8 +9,8 @@ Usage::
 Starts nginx (or, without it, the aiohttp fallback server) pinned to core 0,
 and the raw-asyncio delay server for the latency scenario; runs every client
 as a subprocess pinned to core 1, in interleaved rounds (every round runs
-every client once, in a rotated order); runs ``wrk`` for the server's own
-limit. Writes ``OUT/<timestamp>.jsonl`` (one JSON record per run, as it
+every client once, in the order of a balanced Latin square); runs ``wrk``
+for the server's own limit. Writes ``OUT/<timestamp>.jsonl`` (one JSON record per run, as it
 happens), ``OUT/<timestamp>.md`` and copies of both as ``OUT/latest.*``, and
 prints the markdown. The exit status is 1 if any run failed.
 
