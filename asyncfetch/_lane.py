@@ -110,12 +110,7 @@ class Lane:
         except CATCH as exc:
             self._failed(job, exc)
             return
-        try:
-            self._send(fast, conn, job, payload, deadline)
-        except BaseException:  # the task's end reports it, as a worker's
-            conn.drop()
-            raise
-        self._engine.unspawn(job)
+        self._opened(fast, conn, job, payload, deadline)
 
     def _dialed(
         self,
@@ -126,11 +121,10 @@ class Lane:
         deadline: float | None,
         task: object,
     ) -> None:
-        """What ``_open`` does once the connection is open, for a connection
-        ``FastPath.dial`` opened: the task's done callback. A job whose dial
-        was cancelled, or that was cancelled as it opened, or a bug here, is
-        left to the engine's end of the task (``Engine.adopt``), which frees
-        its slot as for any worker."""
+        """What ``_open`` does, for a connection ``FastPath.dial`` opened:
+        the task's done callback. A cancelled dial is left to the engine's
+        end of the task (``Engine.adopt``), which frees its slot as for any
+        worker."""
         try:
             conn = fast.dialed(dialing)
         except asyncio.CancelledError:
@@ -138,8 +132,22 @@ class Lane:
         except CATCH as exc:
             self._failed(job, exc)
             return
+        self._opened(fast, conn, job, payload, deadline)
+
+    def _opened(
+        self,
+        fast: FastPath,
+        conn: Conn,
+        job: Job,
+        payload: bytes,
+        deadline: float | None,
+    ) -> None:
+        """Send ``job`` on the connection just opened for it, and leave the
+        job to the lane: the opening task ends. A job cancelled as its
+        connection opened (too late to cancel the task), or a bug here, stays
+        with the task, whose end frees the slot (``Engine.adopt``)."""
         if job.cancelled or job.run.closed or self._engine.stopping:
-            conn.drop()  # too late to cancel the task: it had opened
+            conn.drop()
             return
         try:
             self._send(fast, conn, job, payload, deadline)

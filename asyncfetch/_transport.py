@@ -299,7 +299,7 @@ class Transport:
             t0 = first
         deadline: float | None = None  # the first hop has the whole budget
         method = request.method
-        headers = self._default if not request.headers else self._headers_for(request)
+        headers = self._headers_for(request)
         data, json = request.data, request.json
         history: list[URL] = []
         status: int | None = None

@@ -363,8 +363,11 @@ async def test_a_job_cancelled_as_its_connection_opens_is_not_sent(
     assert server.total_hits() == 1  # only the second request was sent
 
 
-async def test_a_bug_after_a_dial_reaches_the_caller(
-    server: AppServer, monkeypatch: pytest.MonkeyPatch, on_the_fast_path: None
+async def test_a_bug_after_opening_a_connection_reaches_the_caller(
+    server: AppServer,
+    host: str,
+    monkeypatch: pytest.MonkeyPatch,
+    on_the_fast_path: None,
 ) -> None:
     def broken(*args: Any) -> Any:
         raise RuntimeError("a bug")
@@ -372,7 +375,7 @@ async def test_a_bug_after_a_dial_reaches_the_caller(
     monkeypatch.setattr(_h1.FastPath, "write", broken)
     async with Fetcher(concurrency=1, retries=0) as f:
         with pytest.raises(RuntimeError, match="a bug"):
-            await f.fetch(server.url("/ok"))
+            await f.fetch(server.url("/ok").replace("127.0.0.1", host))
         engine = f._engine
         assert engine is not None
         await eventually(lambda: engine.sched.active == 0 and not engine.workers)
