@@ -44,6 +44,7 @@ ENV_SWITCH: Final = "ASYNCFETCH_NO_FAST_PATH"
 KEEPALIVE: Final = 15.0  # idle connections close after 1-2 of these (aiohttp: 15 s)
 READ_SIZE: Final = 256 * 1024  # at most this much per read, as asyncio's own
 IDLE_KEEP: Final = 8  # idle connections per origin kept once no work is left
+ORIGINS_KEPT: Final = 1024  # origins whose GET bytes are kept; then it starts over
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _NO_BODY_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Hop-by-hop and framing headers we set ourselves; a caller who sets one
@@ -295,6 +296,10 @@ class FastPath:
         self._block = block or b""
         self._block_end = self._block + b"\r\n"
         self._auto_host = "Host" in auto
+        # A plain GET's bytes after its request line, per origin: the Host
+        # line and the default headers (yarl computes the host line anew for
+        # every URL object, about 1 microsecond).
+        self._get_tails: dict[tuple[str, str], bytes] = {}
 
     @property
     def usable(self) -> bool:
@@ -338,9 +343,15 @@ class FastPath:
         if url.raw_user is not None:
             return None
         if headers is None and data is None and json is None and method == "GET":
-            return (  # nearly every request of a bulk fetch
-                f"GET {url.raw_path_qs} HTTP/1.1\r\n{self._host_line(url)}"
-            ).encode() + self._block_end
+            # nearly every request of a bulk fetch
+            origin = (url.scheme, url.raw_authority)  # no user info: see above
+            tail = self._get_tails.get(origin)
+            if tail is None:
+                if len(self._get_tails) >= ORIGINS_KEPT:
+                    self._get_tails.clear()
+                tail = self._host_line(url).encode() + self._block_end
+                self._get_tails[origin] = tail
+            return f"GET {url.raw_path_qs} HTTP/1.1\r\n".encode() + tail
         block = self._headers_block(headers)
         if block is None:
             return None

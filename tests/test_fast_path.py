@@ -171,6 +171,25 @@ async def test_the_fast_path_sends_what_clientsession_sends(
     assert _wire(fast) == _wire(slow)
 
 
+@pytest.mark.parametrize("kept", [1024, 1])
+async def test_each_origin_gets_its_own_host_line(
+    server: AppServer, sends: list[str], monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    # The bytes after a GET's request line are kept per origin, up to a bound.
+    monkeypatch.setattr(_h1, "ORIGINS_KEPT", kept)
+    port = server.port
+    hosts = ["127.0.0.1", "localhost", "127.0.0.1", "LocalHost", "localhost"]
+    async with Fetcher() as f:
+        results = [
+            await f.fetch(f"http://{host}:{port}/echo?h={host}") for host in hosts
+        ]
+        assert len(fast_path_of(f)._get_tails) == min(kept, 2)
+    assert len(sends) == len(hosts)
+    assert [r.json()["headers"]["Host"] for r in results] == [
+        f"{host.lower()}:{port}" for host in hosts
+    ]
+
+
 @pytest.mark.parametrize(
     "headers", [{"X-Bad": "a\r\nX-Injected: 1"}, {"X-Bad": "a\x00"}, {"Bad Name": "1"}]
 )
