@@ -618,8 +618,11 @@ HOW_TO_READ = f"""\
 ## How to read the tables
 
 Each client run is a fresh process pinned to its own core; the server has the
-other core. Every round runs every client once, in a rotated order. The
-median and min-max are over rounds; **ratio** is the median of per-round
+other core. Every round runs every client once, in the order of a balanced
+Latin square (each client in each place, and right after every other client
+equally often). Each client collects garbage once just before its timed
+window (the interpreter's first full collection; the collector stays on
+inside). The median and min-max are over rounds; **ratio** is the median of per-round
 ratios (this client's run / the {BASELINE} run of the same round **on the
 same event loop**; clients without an asyncio loop, `-`, are compared with
 {BASELINE} on asyncio), min-max in brackets; > 1 is faster. **CPU ms/req**
