@@ -552,8 +552,8 @@ def settle_heap() -> None:
 
     A fresh interpreter has not yet collected its oldest generation: the
     objects its imports made (about 30,000 here) wait for the first full
-    collection, which comes once ten collections of the middle generation
-    have run, whatever the process does by then. Without this, the window of
+    collection, which comes once the middle generation has been collected
+    more than ten times, whatever the process does by then. Without this, the window of
     a client that allocates a little more than another pays that collection
     (24-45 ms in the latency scenario) and the other does not. After it, a
     full collection needs the survivors to grow by a quarter, as in a
